@@ -1,0 +1,119 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""Image and mask reading/writing with one axis convention.
+
+Every array returned here is ``(H, W)`` = (row, col), the order in which PIL, numpy and
+``itk.GetArrayFromImage`` show a picture. MONAI's ``PILReader`` reverses the axes by default
+(``reverse_indexing=True``) to match ITK's (x, y) index order; we switch that off for PNG. For NIfTI,
+whose first voxel axis ``i`` is the image x axis (columns), the loaded (i, j) array is transposed to
+(row, col). Writing does the inverse, so PNG -> NIfTI -> PNG is lossless and a NIfTI written here
+opens upright in ITK-SNAP, 3D Slicer and ``itk.imread``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["InputError", "IMAGE_SUFFIXES", "is_nifti", "load_image", "load_mask", "save_image", "stem"]
+
+IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz")
+
+
+class InputError(ValueError):
+    """A user input (file, folder, CSV) is unusable; the message names the file and the problem."""
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith((".nii", ".nii.gz"))
+
+
+def stem(path: str | os.PathLike) -> str:
+    """File name without its image suffix (``a.nii.gz`` -> ``a``)."""
+    name = Path(path).name
+    for suf in (".nii.gz", ".nii", ".png"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(path).stem
+
+
+def _to_grey(arr: np.ndarray, path) -> np.ndarray:
+    """Channels-last RGB/RGBA (or grey+alpha) to grey; alpha is dropped."""
+    if arr.ndim == 3 and arr.shape[-1] in (2, 3, 4):
+        if arr.shape[-1] == 2:  # grey + alpha
+            return arr[..., 0]
+        rgb = arr[..., :3].astype(np.float32)
+        return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2D image, got an array of shape {tuple(arr.shape)}")
+    return arr
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG or NIfTI image as a float32 ``(H, W)`` array of its stored grey values.
+
+    PNG is read with MONAI ``LoadImage`` + ``PILReader(reverse_indexing=False)``, NIfTI with
+    ``LoadImage`` + ``NibabelReader`` and transposed from (i, j) to (row, col). A 3D NIfTI with one
+    singleton axis is squeezed to 2D. Raises :class:`InputError` naming the file otherwise.
+    """
+    from monai.data import NibabelReader, PILReader
+    from monai.transforms import LoadImage
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    try:
+        if is_nifti(path):
+            arr = np.asarray(LoadImage(reader=NibabelReader(), image_only=True)(str(path)))
+            arr = np.squeeze(arr)
+            if arr.ndim != 2:
+                raise InputError(f"{path}: expected a 2D image (or 3D with one singleton axis), got shape {arr.shape}")
+            arr = arr.T
+        elif path.suffix.lower() == ".png":
+            arr = np.asarray(LoadImage(reader=PILReader(reverse_indexing=False), image_only=True)(str(path)))
+            arr = _to_grey(arr, path)
+        else:
+            raise InputError(f"{path}: unsupported file type (use .png, .nii or .nii.gz)")
+    except InputError:
+        raise
+    except Exception as e:  # reader errors: truncated or not an image at all
+        raise InputError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a lung mask as a uint8 ``(H, W)`` array of 0/1 (anything > half the maximum is lung)."""
+    arr = load_image(path)
+    top = float(arr.max())
+    if top <= 0:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return (arr > top / 2).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, float] | None = None) -> None:
+    """Write an ``(H, W)`` array as PNG (uint8/uint16 as given, floats clipped to uint8) or NIfTI.
+
+    NIfTI gets the array transposed to (x=column, y=row) and a diagonal affine with ``spacing``
+    given as (row, col) spacing in mm.
+    """
+    path = Path(path)
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: save_image expects a 2D array, got {arr.shape}")
+    if is_nifti(path):
+        import nibabel as nib
+
+        sr, sc = spacing or (1.0, 1.0)
+        affine = np.diag([sc, sr, 1.0, 1.0])
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.T), affine), str(path))
+    elif path.suffix.lower() == ".png":
+        from PIL import Image
+
+        if arr.dtype not in (np.uint8, np.uint16):
+            arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(str(path))
+    else:
+        raise ValueError(f"{path}: unsupported output type (use .png, .nii or .nii.gz)")
