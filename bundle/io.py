@@ -50,6 +50,20 @@ def _to_grey(arr: np.ndarray, path) -> np.ndarray:
     return arr
 
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_signature(path: Path) -> None:
+    """Refuse files whose first bytes do not match their suffix (e.g. a text file named .png)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    low = str(path).lower()
+    if low.endswith(".png") and head != _PNG_MAGIC:
+        raise InputError(f"{path}: not a PNG file (it does not start with the PNG signature)")
+    if low.endswith(".nii.gz") and head[:2] != b"\x1f\x8b":
+        raise InputError(f"{path}: not a gzip-compressed NIfTI file (it does not start with the gzip signature)")
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read a PNG or NIfTI image as a float32 ``(H, W)`` array of its stored grey values.
 
@@ -65,6 +79,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
+    _check_signature(path)
     try:
         if is_nifti(path):
             arr = np.asarray(LoadImage(reader=NibabelReader(), image_only=True)(str(path)))
@@ -79,8 +94,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             raise InputError(f"{path}: unsupported file type (use .png, .nii or .nii.gz)")
     except InputError:
         raise
-    except Exception as e:  # reader errors: truncated or not an image at all
-        raise InputError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
+    except Exception as e:  # reader errors: truncated or corrupt content
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InputError(f"{path}: cannot be read as an image, the file is corrupt or truncated ({first})") from None
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 

@@ -1,0 +1,106 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bundle.cli import main
+from bundle.data import load_split
+from bundle.evaluate import evaluate
+from bundle.metrics import dice
+
+from .conftest import REPO, needs_shared
+
+
+def test_identity_outputs(toy_data, tmp_path):
+    out = tmp_path / "ev"
+    s = evaluate("identity", "TOY", out, data_dir=toy_data, size=64, progress=False)
+    assert s["n_pairs"] == 20 and s["all_pairs"]
+    rows = list(csv.DictReader(open(out / "pairs.csv")))
+    assert len(rows) == 20 and list(rows[0]) == ["moving", "fixed", "dsc", "hd", "assd", "jac", "jac_pct", "seconds"]
+    d = load_split("TOY", "test", toy_data)
+    r = rows[7]
+    m, f = d.ids.index(r["moving"]), d.ids.index(r["fixed"])
+    assert float(r["dsc"]) == pytest.approx(dice(d.masks[m], d.masks[f]).item(), abs=1e-6)
+    assert all(int(r["jac"]) == 0 for r in rows)
+    assert json.loads((out / "summary.json").read_text())["metrics"]["dsc"]["mean"] == pytest.approx(s["metrics"]["dsc"]["mean"])
+    assert (out / "table.md").read_text().count("| TOY | identity |") == 1
+
+
+def test_exact_translation_method_scores_perfectly(tmp_path):
+    # images are integer translations of one lung pair; a method that returns u = c_moving - c_fixed
+    # (mask centroids) is exact under the pull-back convention, so DSC must be 1 and HD 0 on every pair
+    import numpy as np
+    from PIL import Image
+
+    from .conftest import lung_mask
+
+    root = tmp_path / "data" / "SHIFT"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k, sh in enumerate([(0, 0), (2, 3), (-3, 1), (4, -2)]):
+        m = lung_mask(64, sh)
+        Image.fromarray((200 - 120 * m).astype(np.uint8)).save(root / "images" / f"s{k}.png")
+        Image.fromarray(m * 255).save(root / "masks" / f"s{k}.png")
+    ids = [f"s{k}" for k in range(4)]
+    (tmp_path / "data" / "splits.json").write_text(json.dumps({"SHIFT": {"train": ids, "test": ids}}))
+
+    def centroid(m):
+        g = torch.stack(torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij"))
+        return (g[None] * m).flatten(2).sum(2) / m.flatten(2).sum(2)  # (B, 2)
+
+    def oracle(fixed, moving, fixed_mask, moving_mask):
+        u = torch.round(centroid(moving_mask) - centroid(fixed_mask))
+        return u[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
+
+    s = evaluate("oracle", "SHIFT", tmp_path / "o", data_dir=tmp_path / "data", size=64, progress=False, method_fn=oracle)
+    ident = evaluate("identity", "SHIFT", tmp_path / "i", data_dir=tmp_path / "data", size=64, progress=False)
+    assert s["n_pairs"] == 12
+    assert s["metrics"]["dsc"]["mean"] == 1.0 and s["metrics"]["hd"]["mean"] == 0.0
+    assert ident["metrics"]["dsc"]["mean"] < 0.95
+
+
+def test_max_pairs_is_a_seeded_sample(toy_data, tmp_path):
+    a = evaluate("identity", "TOY", tmp_path / "a", data_dir=toy_data, size=64, max_pairs=6, seed=1, progress=False)
+    b = evaluate("identity", "TOY", tmp_path / "b", data_dir=toy_data, size=64, max_pairs=6, seed=1, progress=False)
+    assert a["n_pairs"] == 6 and not a["all_pairs"]
+    pa = [r.split(",")[:2] for r in (tmp_path / "a" / "pairs.csv").read_text().splitlines()]
+    pb = [r.split(",")[:2] for r in (tmp_path / "b" / "pairs.csv").read_text().splitlines()]
+    assert len(pa) == 7 and pa == pb
+
+
+def test_failure_leaves_no_output(toy_data, tmp_path):
+    def boom(*a):
+        raise RuntimeError("method failed")
+
+    with pytest.raises(RuntimeError):
+        evaluate("boom", "TOY", tmp_path / "res" / "x", data_dir=toy_data, size=64, progress=False, method_fn=boom)
+    assert list((tmp_path / "res").iterdir()) == []
+
+
+def test_cli_help_lists_subcommands():
+    r = subprocess.run([sys.executable, "-m", "bundle.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0
+    for cmd in ("evaluate", "prepare-data", "info"):
+        assert cmd in r.stdout
+
+
+def test_cli_evaluate_and_errors(toy_data, tmp_path, capsys):
+    assert main(["evaluate", "--dataset", "TOY", "--data-dir", str(toy_data), "--out", str(tmp_path / "e"), "--quiet",
+                 "--max-pairs", "4"]) == 0
+    assert "DSC" in capsys.readouterr().out
+    assert main(["evaluate", "--dataset", "NOPE", "--data-dir", str(toy_data), "--out", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "NOPE" in err and "splits.json" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "f").exists()
+    assert main(["evaluate", "--method", "magic", "--dataset", "TOY", "--data-dir", str(toy_data),
+                 "--out", str(tmp_path / "g")]) == 1
+    assert "unknown method" in capsys.readouterr().err
+
+
+@needs_shared
+def test_identity_on_real_jsrt_sample(tmp_path):
+    s = evaluate("identity", "JSRT", tmp_path / "j", max_pairs=50, progress=False)
+    assert s["n_pairs"] == 50 and 0.6 < s["metrics"]["dsc"]["mean"] < 0.9 and s["metrics"]["jac"]["mean"] == 0

@@ -1,0 +1,93 @@
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from bundle.io import InputError, load_image, load_mask, save_image, stem
+
+
+def _asym(h=7, w=11):
+    a = np.zeros((h, w), np.uint8)
+    a[2, 5] = 200  # row 2, col 5: asymmetric, so a transpose or flip is visible
+    a[0, 0] = 50
+    return a
+
+
+def test_png_is_row_col_like_pil(tmp_path):
+    a = _asym()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    x = load_image(tmp_path / "a.png")
+    assert x.shape == (7, 11)
+    assert x[2, 5] == 200 and x[0, 0] == 50
+
+
+def test_png_nifti_png_round_trip(tmp_path):
+    a = _asym()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    save_image(tmp_path / "a.nii.gz", load_image(tmp_path / "a.png"), spacing=(0.5, 0.25))
+    b = load_image(tmp_path / "a.nii.gz")
+    np.testing.assert_array_equal(b, a.astype(np.float32))
+    # NIfTI axis i is the image x axis (columns), as ITK and viewers expect
+    raw = nib.load(str(tmp_path / "a.nii.gz"))
+    assert raw.shape == (11, 7) and raw.get_fdata()[5, 2] == 200
+    assert raw.header.get_zooms()[:2] == (0.25, 0.5)
+    save_image(tmp_path / "b.png", b.astype(np.uint8))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), a)
+
+
+def test_itk_sees_the_same_array(tmp_path):
+    itk = pytest.importorskip("itk")
+    a = _asym()
+    save_image(tmp_path / "a.nii.gz", a.astype(np.float32))
+    np.testing.assert_array_equal(itk.GetArrayFromImage(itk.imread(str(tmp_path / "a.nii.gz"))), a)
+
+
+def test_rgb_rgba_and_16bit(tmp_path):
+    a = _asym()
+    Image.fromarray(np.stack([a] * 3, -1)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([a] * 3 + [np.full_like(a, 255)], -1)).save(tmp_path / "rgba.png")
+    np.testing.assert_allclose(load_image(tmp_path / "rgb.png"), a, atol=0.01)
+    np.testing.assert_allclose(load_image(tmp_path / "rgba.png"), a, atol=0.01)
+    b = a.astype(np.uint16) * 300
+    Image.fromarray(b).save(tmp_path / "16.png")
+    x = load_image(tmp_path / "16.png")
+    assert x.max() == 60000 and x[2, 5] == 60000
+
+
+def test_3d_nifti_with_singleton_axis(tmp_path):
+    a = _asym().astype(np.float32)
+    nib.save(nib.Nifti1Image(a.T[:, :, None], np.eye(4)), str(tmp_path / "s.nii.gz"))
+    np.testing.assert_array_equal(load_image(tmp_path / "s.nii.gz"), a)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.float32), np.eye(4)), str(tmp_path / "v.nii.gz"))
+    with pytest.raises(InputError, match="v.nii.gz"):
+        load_image(tmp_path / "v.nii.gz")
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated", "suffix"])
+def test_bad_files_name_the_file(tmp_path, kind):
+    p = tmp_path / ("x.png" if kind != "suffix" else "x.jpg")
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "text":
+        p.write_text("not an image")
+    elif kind == "truncated":
+        Image.fromarray(_asym(64, 64)).save(p)
+        p.write_bytes(p.read_bytes()[:60])
+    elif kind == "suffix":
+        p.write_text("x")
+    with pytest.raises(InputError) as e:
+        load_image(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_mask_binarises(tmp_path):
+    m = np.zeros((8, 8), np.uint8)
+    m[2:5, 2:5] = 255
+    m[0, 0] = 100  # below half of the maximum: background
+    Image.fromarray(m).save(tmp_path / "m.png")
+    x = load_mask(tmp_path / "m.png")
+    assert x.dtype == np.uint8 and set(np.unique(x)) == {0, 1} and x.sum() == 9
+
+
+def test_stem():
+    assert stem("a/b/c.nii.gz") == "c" and stem("x.png") == "x" and stem("y.nii") == "y"

@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bundle.metrics import assd, dice, folding, hausdorff, pair_metrics, summarise
+
+
+def sq(r0, c0, h=10, w=10, size=32):
+    m = torch.zeros(1, 1, size, size)
+    m[..., r0 : r0 + h, c0 : c0 + w] = 1
+    return m
+
+
+def test_shifted_squares_hand_computed():
+    a, b = sq(5, 5), sq(5, 8)  # 10x10 squares, 3 columns apart: overlap 10x7
+    assert dice(a, b).item() == pytest.approx(2 * 70 / 200)
+    assert hausdorff(a, b).item() == pytest.approx(3.0)
+    # boundary of a (36 px) to boundary of b: top/bottom rows 3+2+1 each, left column 8x3,
+    # right column min(r-5, 14-r, 3) over rows 6..13 = 18; total 54 / 36 = 1.5, symmetric
+    assert assd(a, b).item() == pytest.approx(1.5)
+
+
+def test_off_by_one_boundary_changes_dice():
+    a, b = sq(5, 5, 10, 10), sq(5, 5, 10, 11)
+    assert dice(a, b).item() == pytest.approx(200 / 210)
+    assert hausdorff(a, b).item() == pytest.approx(1.0)
+
+
+def test_hausdorff_is_the_maximum_not_95th_percentile():
+    a = sq(5, 5)
+    b = a.clone()
+    b[0, 0, 30, 30] = 1  # one far outlier pixel
+    far = math.hypot(30 - 14, 30 - 14)  # to the nearest boundary pixel of a, the corner (14, 14)
+    assert hausdorff(a, b).item() == pytest.approx(far)
+    # a 95th-percentile HD would ignore one pixel among ~37 boundary pixels
+    assert hausdorff(a, b).item() > 20
+
+
+def test_spacing_gives_millimetres():
+    a, b = sq(5, 5), sq(5, 8)
+    assert hausdorff(a, b, spacing=(0.5, 0.5)).item() == pytest.approx(1.5)
+    assert hausdorff(a, b, spacing=(1.0, 2.0)).item() == pytest.approx(6.0)  # shift is along columns
+
+
+def test_batch_and_numpy_inputs():
+    a = torch.cat([sq(5, 5), sq(5, 5)])
+    b = torch.cat([sq(5, 5), sq(5, 8)])
+    np.testing.assert_allclose(dice(a.numpy(), b.numpy()).numpy(), [1.0, 0.7], rtol=1e-6)
+    np.testing.assert_allclose(hausdorff(a, b).numpy(), [0.0, 3.0])
+
+
+def test_empty_masks():
+    e = torch.zeros(1, 1, 32, 32)
+    assert dice(e, e).item() == 1.0
+    assert dice(e, sq(5, 5)).item() == 0.0
+    assert math.isnan(hausdorff(e, sq(5, 5)).item()) and math.isnan(assd(sq(5, 5), e).item())
+
+
+def test_folding_counts_known_fold():
+    ddf = torch.zeros(2, 2, 16, 40)
+    for x in range(40):
+        ddf[1, 1, :, x] = 0 if x < 10 else (-2 * (x - 10) if x <= 20 else -20)
+    count, pct = folding(ddf)
+    assert count.tolist() == [0, 11 * 16]  # columns 10..20 inclusive, all 16 rows
+    assert pct[1].item() == pytest.approx(100 * 176 / 640)
+
+
+def test_pair_metrics_and_summary():
+    m = pair_metrics(torch.cat([sq(5, 5), sq(5, 8)]), torch.cat([sq(5, 5), sq(5, 5)]), torch.zeros(2, 2, 32, 32))
+    assert m["dsc"] == pytest.approx([1.0, 0.7]) and m["jac"] == [0, 0]
+    s = summarise({"hd": [1.0, 3.0, float("nan")]})
+    assert s["hd"]["mean"] == 2.0 and s["hd"]["std"] == 1.0 and s["hd"]["nan"] == 1

@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+
+from bundle.spatial import (
+    affine_ddf,
+    compose_ddf,
+    identity_grid,
+    jacobian_determinant,
+    resize_ddf,
+    resize_image,
+    resize_mask,
+    warp,
+    warp_mask,
+)
+
+
+def square(size=32, r0=10, c0=12, n=8):
+    x = torch.zeros(1, 1, size, size)
+    x[..., r0 : r0 + n, c0 : c0 + n] = 1
+    return x
+
+
+def test_zero_field_is_identity():
+    img = torch.rand(2, 1, 16, 20)
+    out = warp(img, torch.zeros(2, 2, 16, 20))
+    torch.testing.assert_close(out, img)
+
+
+@pytest.mark.parametrize("dr,dc", [(0, 3), (2, 0), (-3, 4)])
+def test_translation_moves_square_exactly(dr, dc):
+    # pull-back: warped[p] = moving[p + u]; a constant u = (dr, dc) moves content by (-dr, -dc)
+    ddf = torch.zeros(1, 2, 32, 32)
+    ddf[:, 0], ddf[:, 1] = dr, dc
+    out = warp_mask(square(), ddf)
+    torch.testing.assert_close(out, square(r0=10 - dr, c0=12 - dc))
+
+
+def test_channel_order_is_row_then_column():
+    ddf = torch.zeros(1, 2, 32, 32)
+    ddf[:, 1] = 3.0  # columns only
+    out = warp_mask(square(), ddf)
+    assert out[0, 0].sum(0).nonzero().min() == 12 - 3  # columns moved
+    assert out[0, 0].sum(1).nonzero().min() == 10  # rows did not
+
+
+def test_resize_ddf_scales_vectors():
+    ddf = torch.zeros(1, 2, 64, 64)
+    ddf[:, 0], ddf[:, 1] = 1.5, -2.0
+    up = resize_ddf(ddf, 256)
+    assert up.shape == (1, 2, 256, 256)
+    torch.testing.assert_close(up[:, 0], torch.full((1, 256, 256), 6.0))
+    torch.testing.assert_close(up[:, 1], torch.full((1, 256, 256), -8.0))
+
+
+def test_resize_ddf_matches_fine_affine_field():
+    # an affine map defined in continuous (pixel-area) coordinates, sampled at 64 and 256
+    def field(n):
+        s = 256 / n
+        g = identity_grid((n, n))
+        x = (g + 0.5) * s - 0.5  # pixel centres in 256-pixel units
+        a = torch.tensor([[0.05, 0.02], [-0.03, 0.04]])
+        u = torch.einsum("ij,bjhw->bihw", a, x - 127.5) + torch.tensor([3.0, -2.0]).view(1, 2, 1, 1)
+        return u / s  # in pixels of the n-grid
+
+    up = resize_ddf(field(64), 256)
+    fine = field(256)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))  # borders extrapolate
+    torch.testing.assert_close(up[inner], fine[inner], atol=1e-4, rtol=0)
+
+
+def test_resize_image_area_and_mask_threshold():
+    img = torch.zeros(1, 1, 8, 8)
+    img[..., :4, :4] = 1
+    img[..., 4, 4] = 1  # a quarter of one 2x2 block
+    small = resize_image(img, 4)
+    assert small[0, 0, 0, 0] == 1 and small[0, 0, 2, 2] == 0.25
+    m = resize_mask(img, 4)
+    assert m[0, 0, 2, 2] == 0 and m[0, 0, :2, :2].sum() == 4
+
+
+def test_jacobian_of_affine_field():
+    a = torch.tensor([[[1.2, 0.3, 0.0], [-0.1, 0.9, 0.0]]])  # moving = A @ fixed
+    ddf = affine_ddf(a, (20, 24))
+    det = jacobian_determinant(ddf)
+    torch.testing.assert_close(det, torch.full_like(det, 1.2 * 0.9 + 0.3 * 0.1))
+
+
+def test_jacobian_of_known_fold():
+    ddf = torch.zeros(1, 2, 16, 40)
+    for x in range(40):  # u_col(x) = 0 | -2 (x - 10) | -20: slope -2 on columns 10..20
+        ddf[0, 1, :, x] = 0 if x < 10 else (-2 * (x - 10) if x <= 20 else -20)
+    det = jacobian_determinant(ddf)[0]
+    assert torch.all(det[:, 11:20] == -1)  # interior: 1 + (-2)
+    assert torch.all(det[:, [10, 20]] == 0)  # central difference across the kink: 1 + (-1)
+    assert torch.all(det[:, :10] == 1) and torch.all(det[:, 21:] == 1)
+
+
+def test_compose_translations_add():
+    a = torch.zeros(1, 2, 16, 16)
+    a[:, 0] = 1.0
+    b = torch.zeros(1, 2, 16, 16)
+    b[:, 1] = 2.0
+    c = compose_ddf(a, b)
+    torch.testing.assert_close(c[:, 0], torch.ones(1, 16, 16))
+    torch.testing.assert_close(c[:, 1], torch.full((1, 16, 16), 2.0))
+
+
+def test_bad_field_shape():
+    with pytest.raises(ValueError):
+        warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4))
+    with pytest.raises(ValueError):
+        jacobian_determinant(torch.zeros(1, 3, 4, 4))
+
+
+def test_rotation_by_90_degrees_turns_a_line():
+    # pull-back field of a 90 degree rotation about the centre maps a horizontal bar to a vertical one
+    n = 21
+    c = (n - 1) / 2
+    rot = torch.tensor([[[0.0, -1.0, 2 * c], [1.0, 0.0, 0.0]]])  # moving(r, c) = (2c - col, row)... about centre
+    rot = torch.tensor([[[0.0, 1.0, 0.0], [-1.0, 0.0, 2 * c]]])
+    img = torch.zeros(1, 1, n, n)
+    img[..., 10, 3:18] = 1  # horizontal bar through the centre
+    out = warp(img, affine_ddf(rot, (n, n)), mode="nearest")
+    assert out[0, 0, 3:18, 10].sum() == 15 and out[0, 0, 10].sum() == 1
+    assert math.isclose(float(jacobian_determinant(affine_ddf(rot, (n, n))).mean()), 1.0, abs_tol=1e-5)
