@@ -38,6 +38,8 @@ __all__ = [
     "random_pairs",
     "sample_pairs",
     "PairDataset",
+    "train_val_ids",
+    "seg_datalist",
     "RandomPairDataset",
 ]
 
@@ -183,3 +185,27 @@ class RandomPairDataset(PairDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.pairs = random_pairs(len(self.data), self.length, self.seed + int(epoch))
+
+
+def train_val_ids(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(n)`` into (train, validation) index lists; validation is never empty."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def seg_datalist(dataset: str, split: str = "train", data_dir=None, size: int | None = None, part: str = "all",
+                 val_fraction: float = 0.1, seed: int = 0) -> list[dict]:
+    """List of ``{"image": (1, S, S), "label": (1, S, S), "id": str}`` dicts for MONAI datasets.
+
+    ``part``: ``"all"``, or ``"train"`` / ``"val"`` for a seeded split of ``split`` (validation is taken
+    from the training images, never from the test split).
+    """
+    d = load_split(dataset, split, data_dir, size=size)
+    idx = list(range(len(d)))
+    if part in ("train", "val"):
+        tr, va = train_val_ids(len(d), val_fraction, seed)
+        idx = tr if part == "train" else va
+    elif part != "all":
+        raise ValueError(f"part must be all, train or val, not {part!r}")
+    return [{"image": d.images[i], "label": d.masks[i], "id": d.ids[i]} for i in idx]

@@ -179,6 +179,7 @@ def evaluate(
         (tmp / "table.md").write_text(header + table_row(summary, method) + "\n")
         if out.exists():
             shutil.rmtree(out)
+        os.chmod(tmp, 0o755)
         tmp.rename(out)
     finally:
         if tmp.exists():

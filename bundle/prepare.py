@@ -150,6 +150,7 @@ def prepare(dataset: str, source, out, size: int = 256, overwrite: bool = False,
             raise InputError(f"{source}: no {dataset} image with its mask(s) found (see `cxreg prepare-data --help`)")
         if dest.exists():
             shutil.rmtree(dest)
+        tmp.chmod(0o755)
         tmp.rename(dest)
     finally:
         if tmp.exists():

@@ -1,0 +1,5 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+from .autoencoder import MaskAutoEncoder, ShapeEncoder
+from .segmentation import LungSegNet
+
+__all__ = ["LungSegNet", "MaskAutoEncoder", "ShapeEncoder"]

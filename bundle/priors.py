@@ -1,0 +1,131 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""The two prior models in use: loading shipped weights, predicting lung masks, scoring both models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import REPO_ROOT, load_split
+from .io import InputError
+from .metrics import assd, dice, hausdorff
+from .networks import LungSegNet, MaskAutoEncoder
+from .workflow import load_weights
+
+__all__ = [
+    "weights_path",
+    "load_segmentation",
+    "load_autoencoder",
+    "load_encoder",
+    "predict_lung_masks",
+    "clean_masks",
+    "count_components",
+    "evaluate_segmentation",
+    "evaluate_autoencoder",
+]
+
+
+def weights_path(kind: str, model: str | os.PathLike) -> Path:
+    """``models/<kind>_<DATASET>.pt`` for a dataset name, else ``model`` itself as a path."""
+    m = str(model)
+    if m.upper() in ("JSRT", "MONT", "SHEN"):
+        return REPO_ROOT / "models" / f"{kind}_{m.upper()}.pt"
+    return Path(m)
+
+
+def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> LungSegNet:
+    net = LungSegNet(**net_kw)
+    net.load_state_dict(load_weights(weights_path("segmentation", model)))
+    return net.to(device).eval()
+
+
+def load_autoencoder(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> MaskAutoEncoder:
+    net = MaskAutoEncoder(**net_kw)
+    net.load_state_dict(load_weights(weights_path("autoencoder", model)))
+    return net.to(device).eval()
+
+
+def load_encoder(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> torch.nn.Module:
+    """The frozen shape encoder of a shipped (or given) autoencoder; loadable on its own."""
+    return load_autoencoder(model, device, **net_kw).as_encoder()
+
+
+def clean_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Keep the two largest 8-connected lung components and fill holes; (B, 1, H, W) 0/1 in and out."""
+    from monai.transforms import FillHoles, KeepLargestConnectedComponent
+
+    keep = KeepLargestConnectedComponent(applied_labels=[1], num_components=2)
+    fill = FillHoles(applied_labels=[1])
+    return torch.stack([torch.as_tensor(fill(keep(m.cpu()))) for m in masks]).float()
+
+
+@torch.no_grad()
+def predict_lung_masks(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 16, clean: bool = True,
+                       probabilities: bool = False) -> torch.Tensor:
+    """Lung masks (B, 1, H, W) 0/1 (or lung probabilities) for images (B, 1, H, W) in [0, 1]."""
+    dev = next(net.parameters()).device
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        logits = net(images[i : i + batch_size].to(dev))
+        p = torch.softmax(logits.float(), 1)[:, 1:2].cpu()
+        out.append(p if probabilities else (p > 0.5).float())
+    res = torch.cat(out)
+    return clean_masks(res) if clean and not probabilities else res
+
+
+def count_components(masks: torch.Tensor) -> list[int]:
+    """Number of 8-connected lung components per (B, 1, H, W) mask."""
+    from scipy import ndimage
+
+    return [int(ndimage.label(m[0].cpu().numpy() > 0.5, structure=np.ones((3, 3)))[1]) for m in masks]
+
+
+def _scores(pred: torch.Tensor, truth: torch.Tensor) -> dict:
+    return {
+        "dsc": dice(pred, truth).tolist(),
+        "hd": hausdorff(pred, truth).tolist(),
+        "assd": assd(pred, truth).tolist(),
+        "components": count_components(pred),
+    }
+
+
+def evaluate_segmentation(net: torch.nn.Module, dataset: str, split: str = "test", data_dir=None) -> dict:
+    """Per-image DSC/HD/ASSD/components at the stored resolution, raw and after :func:`clean_masks`."""
+    d = load_split(dataset, split, data_dir)
+    raw = predict_lung_masks(net, d.images, clean=False)
+    res = {"ids": d.ids, "raw": _scores(raw, d.masks), "clean": _scores(clean_masks(raw), d.masks),
+           "truth_components": count_components(d.masks)}
+    return res
+
+
+@torch.no_grad()
+def evaluate_autoencoder(net: MaskAutoEncoder, dataset: str, split: str = "test", data_dir=None,
+                         corrupted: bool = False, seed: int = 0) -> dict:
+    """Reconstruction scores of test masks (clean, or corrupted with a fixed seed) at the stored resolution.
+
+    Masks are reduced to the autoencoder's size, (optionally) corrupted, reconstructed, and the lung
+    probability is resampled bilinearly back to full size before thresholding at 0.5.
+    """
+    import torch.nn.functional as F
+
+    from .spatial import resize_mask
+    from .transforms import corrupt_mask
+
+    d = load_split(dataset, split, data_dir)
+    small = resize_mask(d.masks, net.size)
+    if corrupted:
+        rng = np.random.RandomState(seed)
+        small = torch.stack([corrupt_mask(m, rng) for m in small])
+    dev = next(net.parameters()).device
+    p = torch.softmax(net(small.to(dev)).float(), 1)[:, 1:2].cpu()
+    recon = (F.interpolate(p, size=d.masks.shape[2:], mode="bilinear", align_corners=False) > 0.5).float()
+    return {"ids": d.ids, **_scores(recon, d.masks)}
+
+
+def require_file(path: Path) -> Path:
+    if not Path(path).is_file():
+        raise InputError(f"{path}: not found")
+    return Path(path)

@@ -1,0 +1,70 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""Small helpers the bundle configs call: weight files, resume, timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .io import InputError
+
+__all__ = ["load_weights", "export_weights", "resume_path", "write_json"]
+
+
+def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a tensors-only state dict with ``torch.load(weights_only=True)``; one-line errors naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: weights file not found")
+    try:
+        sd = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(f"{p}: not a loadable tensors-only checkpoint ({first})") from None
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]
+    if not isinstance(sd, dict):
+        raise InputError(f"{p}: checkpoint does not hold a state dict")
+    return sd
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy the network state dict of checkpoint ``src`` to ``dst`` (tensors only, atomic write)."""
+    sd = load_weights(src)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
+    os.close(fd)
+    torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp)
+    os.replace(tmp, dst)
+    print(f"saved weights to {dst}")
+    return str(dst)
+
+
+def resume_path(output_dir: str | os.PathLike, resume: bool) -> str | None:
+    """The newest ``checkpoint_*.pt`` in ``output_dir`` when ``resume`` is true, else None."""
+    if not resume:
+        return None
+    found = sorted(Path(output_dir).glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
+    return str(found[-1]) if found else None
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=2))
+
+
+class Timer:
+    """``Timer()`` then ``.elapsed()`` seconds; used to record training time in the run summary."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0

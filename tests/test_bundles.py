@@ -1,0 +1,103 @@
+"""The segmentation and autoencoder bundles, run as users run them: python -m monai.bundle ..."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle.io import load_image, save_image
+
+from .conftest import REPO, make_dataset, needs_shared
+
+SCHEMA = REPO / "configs" / "schema" / "meta_schema.json"
+
+
+def monai_bundle(*args, cwd=None):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True,
+                       cwd=cwd or REPO, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bundle") / "data"
+    make_dataset(d, "TOY", n=6, size=64)
+    return d
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("segmentation", ["--work_size", "32", "--batch_size", "2"]),
+    ("autoencoder", ["--batch_size", "2"]),
+])
+def test_train_infer_evaluate(toy, tmp_path, name, extra):
+    cfg = REPO / "configs" / name
+    out, model = tmp_path / "run", tmp_path / f"{name}.pt"
+    common = ["--dataset", "TOY", "--data_dir", str(toy), "--output_dir", str(out), "--model_path", str(model)]
+    log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "2",
+                       "--val_interval", "1", "--num_workers", "0", *extra, cwd=tmp_path)
+    assert "val_mean_dice" in log and model.is_file()
+    sd = torch.load(model, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+    assert list(out.glob("checkpoint_epoch=2.pt")) and list(out.glob("events.out.tfevents.*"))
+    # resume: a third epoch starts from the saved checkpoint
+    log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "3",
+                       "--val_interval", "1", "--num_workers", "0", *extra, cwd=tmp_path)
+    assert "Restored all variables" in log and "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
+
+    # inference on a PNG and a NIfTI of another size: masks come back on the input grid
+    inp = tmp_path / "in"
+    inp.mkdir()
+    src = toy / "TOY" / ("images" if name == "segmentation" else "masks") / "img000.png"
+    img = load_image(src)
+    Image.fromarray(img.astype(np.uint8)).resize((48, 80)).save(inp / "a.png")
+    save_image(inp / "b.nii.gz", img)
+    size = ["--work_size", "32"] if name == "segmentation" else []
+    monai_bundle("run", "inference", "--config_file", str(cfg / "inference.json"), "--dataset", "TOY",
+                 "--model_path", str(model), "--input_dir", str(inp), "--output_dir", str(tmp_path / "pred"), *size,
+                 cwd=tmp_path)
+    a = np.asarray(Image.open(tmp_path / "pred" / "a.png"))
+    b = np.asarray(Image.open(tmp_path / "pred" / "b.png"))
+    assert a.shape == (80, 48) and b.shape == (64, 64) and set(np.unique(b)) <= {0, 255}
+
+    monai_bundle("run", "--config_file", f"['{cfg / 'train.json'}','{cfg / 'evaluate.json'}']", *common, *extra,
+                 cwd=tmp_path)
+    assert (out / "eval_TOY" / "metrics.csv").is_file()
+    assert len((out / "eval_TOY" / "val_mean_dice_raw.csv").read_text().splitlines()) == 7  # header + 6 images
+
+
+@pytest.mark.parametrize("name", ["segmentation", "autoencoder"])
+def test_metadata_and_network_io(name):
+    cfg = REPO / "configs" / name
+    assert "metadata is verified" in monai_bundle("verify_metadata", "--meta_file", str(cfg / "metadata.json"),
+                                                  "--filepath", str(SCHEMA))
+    net_cfg = cfg / ("inference.json" if name == "segmentation" else "train.json")
+    assert "verified with no error" in monai_bundle("verify_net_in_out", "network_def", "--meta_file",
+                                                    str(cfg / "metadata.json"), "--config_file", str(net_cfg))
+
+
+@needs_shared
+@pytest.mark.skipif(not (REPO / "models" / "segmentation_JSRT.pt").is_file(), reason="no shipped JSRT weights")
+def test_shipped_segmentation_weights_reach_095_on_jsrt():
+    from bundle.data import load_split
+    from bundle.metrics import dice
+    from bundle.priors import load_segmentation, predict_lung_masks
+
+    d = load_split("JSRT", "test")
+    net = load_segmentation("JSRT")
+    pred = predict_lung_masks(net, d.images[:10])
+    assert dice(pred, d.masks[:10]).mean().item() >= 0.95
+
+
+@needs_shared
+@pytest.mark.skipif(not (REPO / "models" / "autoencoder_JSRT.pt").is_file(), reason="no shipped JSRT weights")
+def test_shipped_autoencoder_reconstructs_jsrt_masks():
+    from bundle.priors import evaluate_autoencoder, load_autoencoder
+
+    r = evaluate_autoencoder(load_autoencoder("JSRT"), "JSRT", "test")
+    assert np.mean(r["dsc"][:10]) >= 0.95
