@@ -15,8 +15,13 @@ def _cmd_evaluate(a) -> int:
     from .evaluate import evaluate, table_row
 
     spacing = (a.spacing, a.spacing) if a.spacing else None
+    method_fn = None
+    if a.method == "ours":
+        from .registration import OursMethod
+
+        method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device)
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
-                 seed=a.seed, spacing=spacing, progress=not a.quiet)
+                 seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn)
     m = s["metrics"]
     print(f"{a.method} on {a.dataset}/{a.split}: {s['n_pairs']} pairs in {s['wall_seconds']:.1f} s")
     print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  ASSD {m['assd']['mean']:.3f}  "
@@ -53,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     e = sub.add_parser("evaluate", help="register ordered test pairs with a method and write metrics")
-    e.add_argument("--method", default="identity", help="identity | elastix | syn")
+    e.add_argument("--method", default="identity", help="identity | elastix | syn | ours")
+    e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN or a registration model file (default: --dataset)")
+    e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model)")
+    e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
     e.add_argument("--split", default="test")
     e.add_argument("--data-dir", default=None, help="data directory (default ../shared/data or $CXREG_DATA_DIR)")

@@ -29,7 +29,9 @@ from .spatial import warp
 
 __all__ = ["METHODS", "register_method", "evaluate", "table_row", "PAPER_TABLE1"]
 
-# method(fixed (B,1,H,W) in [0,1], moving (B,1,H,W), fixed_mask, moving_mask) -> ddf (B,2,H,W) in pixels
+# method(fixed (B,1,H,W) in [0,1], moving (B,1,H,W), fixed_mask, moving_mask, fixed_index=, moving_index=)
+#   -> ddf (B,2,H,W) in pixels. The masks are given for oracle tests only; real methods must not use them.
+# A method object may have setup(data) (called once with the CachedSplit) and a batch_size attribute.
 Method = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS: dict[str, tuple[Method, int]] = {}  # name -> (function, preferred batch size)
 
@@ -43,7 +45,7 @@ def register_method(name: str, batch_size: int = 1):
 
 
 @register_method("identity", batch_size=128)
-def _identity(fixed, moving, fixed_mask, moving_mask):
+def _identity(fixed, moving, fixed_mask, moving_mask, **_):
     return torch.zeros(fixed.shape[0], 2, *fixed.shape[2:])
 
 
@@ -54,14 +56,14 @@ def _classical(fn, fixed, moving):
 
 
 @register_method("elastix", batch_size=1)
-def _elastix(fixed, moving, fixed_mask, moving_mask):
+def _elastix(fixed, moving, fixed_mask, moving_mask, **_):
     from .baselines import elastix_register
 
     return _classical(elastix_register, fixed, moving)
 
 
 @register_method("syn", batch_size=1)
-def _syn(fixed, moving, fixed_mask, moving_mask):
+def _syn(fixed, moving, fixed_mask, moving_mask, **_):
     from .baselines import syn_register
 
     return _classical(syn_register, fixed, moving)
@@ -123,9 +125,11 @@ def evaluate(
             raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
         method_fn, default_bs = METHODS[method]
         batch_size = batch_size or default_bs
-    batch_size = batch_size or 1
+    batch_size = batch_size or getattr(method_fn, "batch_size", 1)
     data_dir = resolve_data_dir(data_dir)
     data = load_split(dataset, split, data_dir, size=size)
+    if hasattr(method_fn, "setup"):
+        method_fn.setup(data)
     pairs = sample_pairs(len(data), max_pairs, seed)
 
     out = Path(out)
@@ -141,7 +145,8 @@ def evaluate(
             fi = torch.tensor([p[1] for p in chunk])
             t0 = time.perf_counter()
             with torch.no_grad():
-                ddf = method_fn(data.images[fi], data.images[mi], data.masks[fi], data.masks[mi]).float()
+                ddf = method_fn(data.images[fi], data.images[mi], data.masks[fi], data.masks[mi], fixed_index=fi,
+                                moving_index=mi).float()
                 warped = warp(data.masks[mi], ddf, mode="nearest", padding_mode="zeros")
             seconds = (time.perf_counter() - t0) / len(chunk)
             met = pair_metrics(warped, data.masks[fi], ddf, spacing)

@@ -68,3 +68,47 @@ class Timer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+
+class EpochSetter:
+    """Handler: call ``dataset.set_epoch(epoch)`` when each epoch starts (before the DataLoader forks workers)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.dataset.set_epoch(e.state.epoch))
+
+
+class RunSummary:
+    """Handler: write ``summary.json`` (epochs, iterations, wall seconds, best metric, device, threads) at the end."""
+
+    def __init__(self, path: str, evaluator=None, extra: dict | None = None):
+        self.path, self.evaluator, self.extra = path, evaluator, extra or {}
+        self.timer = Timer()
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "timer", Timer()))
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _write(self, engine) -> None:
+        import os
+        import platform
+
+        ev = self.evaluator
+        data = {
+            "epochs": engine.state.epoch,
+            "iterations": engine.state.iteration,
+            "wall_seconds_this_run": round(self.timer.elapsed(), 1),
+            "best_metric": getattr(ev.state, "best_metric", None) if ev is not None else None,
+            "best_metric_epoch": getattr(ev.state, "best_metric_epoch", None) if ev is not None else None,
+            "device": str(engine.state.device),
+            "torch_threads": torch.get_num_threads(),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            **self.extra,
+        }
+        write_json(self.path, data)

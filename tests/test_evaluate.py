@@ -51,7 +51,7 @@ def test_exact_translation_method_scores_perfectly(tmp_path):
         g = torch.stack(torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij"))
         return (g[None] * m).flatten(2).sum(2) / m.flatten(2).sum(2)  # (B, 2)
 
-    def oracle(fixed, moving, fixed_mask, moving_mask):
+    def oracle(fixed, moving, fixed_mask, moving_mask, **_):
         u = torch.round(centroid(moving_mask) - centroid(fixed_mask))
         return u[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
 
@@ -72,7 +72,7 @@ def test_max_pairs_is_a_seeded_sample(toy_data, tmp_path):
 
 
 def test_failure_leaves_no_output(toy_data, tmp_path):
-    def boom(*a):
+    def boom(*a, **_):
         raise RuntimeError("method failed")
 
     with pytest.raises(RuntimeError):

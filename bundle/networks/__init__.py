@@ -1,5 +1,6 @@
 # Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
 from .autoencoder import MaskAutoEncoder, ShapeEncoder
+from .registration import DFSA, MultiScaleRegNet
 from .segmentation import LungSegNet
 
-__all__ = ["LungSegNet", "MaskAutoEncoder", "ShapeEncoder"]
+__all__ = ["LungSegNet", "MaskAutoEncoder", "ShapeEncoder", "DFSA", "MultiScaleRegNet"]

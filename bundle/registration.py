@@ -1,0 +1,411 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""Registration pipeline around :class:`bundle.networks.MultiScaleRegNet`.
+
+``predict_field`` is the single place where a field is made, for training, validation, evaluation and
+inference:
+
+1. images (and attention masks) are area-resampled to ``work_size`` (64 by default);
+2. attention: the images are multiplied by their (predicted) lung masks;
+3. optional affine pre-alignment from the masks' moments (centroid and covariance), applied to the moving image;
+4. the network predicts a residual field (or a stationary velocity integrated by scaling and squaring);
+5. the residual is resized to the output grid (vectors rescaled) and composed exactly with the affine:
+   ``u(p) = r(p) + a(p + r(p))``.
+
+All fields are pull-back displacements in pixels (docs/conventions.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import REPO_ROOT, load_split, random_pairs, sample_pairs, train_val_ids
+from .metrics import folding
+from .networks.registration import MultiScaleRegNet
+from .spatial import identity_grid, resize_ddf, resize_image, resize_mask, warp
+
+__all__ = [
+    "RegSettings",
+    "moments_affine",
+    "affine_points",
+    "predict_field",
+    "RegistrationBatches",
+    "RegistrationValPairs",
+    "TrainStep",
+    "EvalStep",
+    "build_registration",
+    "load_registration",
+    "save_registration",
+    "attention_masks",
+    "OursMethod",
+]
+
+
+@dataclass
+class RegSettings:
+    """Everything besides the weights that turns a network output into a field (saved with the weights)."""
+
+    work_size: int = 64
+    attention: bool = True
+    affine: bool = False
+    integrate: bool = False
+    int_steps: int = 7
+    net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RegSettings":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------- geometry
+def moments_affine(moving_mask: torch.Tensor, fixed_mask: torch.Tensor, eps: float = 1e-6):
+    """Affine (A, c_m, c_f) in normalised coordinates mapping the fixed mask's moments onto the moving one's.
+
+    Coordinates ``x = (p + 0.5) / N`` per axis (pixel-area model, so the result does not depend on the
+    grid). With centroids ``c`` and covariances ``S`` of the (soft) masks, ``x_m = c_m + A (x_f - c_f)`` with
+    ``A = S_m^{1/2} S_f^{-1/2}`` (no reflection, exact second moments). Empty masks give the identity.
+    Shapes: masks (B, 1, H, W); returns A (B, 2, 2), c_m (B, 2), c_f (B, 2).
+    """
+
+    def stats(m):
+        b, _, h, w = m.shape
+        g = identity_grid((h, w), device=m.device, dtype=torch.float32)
+        x = (g + 0.5) / torch.tensor([h, w], device=m.device, dtype=torch.float32).view(1, 2, 1, 1)
+        wgt = m.float().flatten(2)  # B,1,HW
+        tot = wgt.sum(2).clamp_min(eps)  # B,1
+        xf = x.flatten(2)  # 1,2,HW
+        c = (wgt * xf).sum(2) / tot  # B,2
+        d = xf - c[:, :, None]  # B,2,HW
+        cov = torch.einsum("bin,bjn->bij", d * wgt, d) / tot[:, :, None]
+        empty = wgt.sum(2)[:, 0] < 1
+        return c, cov + eps * torch.eye(2, device=m.device), empty
+
+    cm, sm, em = stats(moving_mask)
+    cf, sf, ef = stats(fixed_mask)
+
+    def sqrtm(s, inv=False):
+        ev, evec = torch.linalg.eigh(s)
+        ev = ev.clamp_min(1e-8)
+        p = ev.rsqrt() if inv else ev.sqrt()
+        return evec @ torch.diag_embed(p) @ evec.transpose(1, 2)
+
+    a = sqrtm(sm) @ sqrtm(sf, inv=True)
+    bad = em | ef
+    if bad.any():
+        a[bad] = torch.eye(2, device=a.device)
+        cm[bad] = cf[bad] = 0.5
+    return a, cm, cf
+
+
+def affine_points(a, cm, cf, points: torch.Tensor) -> torch.Tensor:
+    """Displacement of the normalised affine at pixel ``points`` (B, 2, H, W) of an (H, W) grid: ``T(q) - q``."""
+    h, w = points.shape[2:]
+    n = torch.tensor([h, w], device=points.device, dtype=points.dtype).view(1, 2, 1, 1)
+    x = (points + 0.5) / n - cf[:, :, None, None]
+    xm = torch.einsum("bij,bjhw->bihw", a, x) + cm[:, :, None, None]
+    return xm * n - 0.5 - points
+
+
+def _to_size(x: torch.Tensor, size: int, mask: bool = False) -> torch.Tensor:
+    if tuple(x.shape[2:]) == (size, size):
+        return x
+    return resize_image(x, size) if not mask else resize_image(x.float(), size)  # soft masks keep fractions
+
+
+def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Tensor, fixed: torch.Tensor,
+                  moving_attn: torch.Tensor | None = None, fixed_attn: torch.Tensor | None = None,
+                  out_size: tuple[int, int] | None = None) -> dict:
+    """Field from ``moving`` to ``fixed`` (pull-back), images (B, 1, H, W) in [0, 1].
+
+    Returns ``{"ddf": (B, 2, *out_size), "ddf_work": total field at work size, "residual": network field at
+    work size, "velocity": the integrated velocity (or None), "moving_in", "fixed_in": network inputs}``.
+    ``out_size`` defaults to the input size.
+    """
+    s = settings.work_size
+    out_size = tuple(out_size or moving.shape[2:])
+    m, f = _to_size(moving, s), _to_size(fixed, s)
+    ma = _to_size(moving_attn, s, True) if moving_attn is not None else None
+    fa = _to_size(fixed_attn, s, True) if fixed_attn is not None else None
+    if settings.attention:
+        if ma is None or fa is None:
+            raise ValueError("attention is on: moving_attn and fixed_attn masks are needed")
+        m, f = m * ma, f * fa
+    aff = None
+    if settings.affine:
+        if ma is None or fa is None:
+            raise ValueError("affine pre-alignment needs moving_attn and fixed_attn masks")
+        aff = moments_affine(ma, fa)
+        grid = identity_grid((s, s), device=m.device).expand(m.shape[0], -1, -1, -1)
+        m_in = warp(m, affine_points(*aff, grid))
+    else:
+        m_in = m
+    out = net(torch.cat([m_in, f], 1))
+    velocity = None
+    if settings.integrate:
+        from monai.networks.blocks import DVF2DDF
+
+        velocity = out
+        out = DVF2DDF(num_steps=settings.int_steps, mode="bilinear", padding_mode="zeros")(velocity)
+    residual = out
+
+    def total(r):
+        if aff is None:
+            return r
+        g = identity_grid(r.shape[2:], device=r.device).expand(r.shape[0], -1, -1, -1)
+        return r + affine_points(*aff, g + r)
+
+    ddf_work = total(residual)
+    ddf = ddf_work if out_size == (s, s) else total(resize_ddf(residual, out_size))
+    return {"ddf": ddf, "ddf_work": ddf_work, "residual": residual, "velocity": velocity, "moving_in": m,
+            "fixed_in": f}
+
+
+# --------------------------------------------------------------------------------------------- data
+def attention_masks(images: torch.Tensor, seg_model: str | os.PathLike | None, dataset: str | None = None,
+                    truth: torch.Tensor | None = None, batch_size: int = 16) -> torch.Tensor:
+    """Lung masks used as attention: predicted by the segmentation model (cleaned), or ``truth`` if no model."""
+    if seg_model is None:
+        if truth is None:
+            raise ValueError("no segmentation model and no masks given for attention")
+        return truth.float()
+    from .priors import load_segmentation, predict_lung_masks
+
+    net = load_segmentation(seg_model)
+    return predict_lung_masks(net, images, batch_size=batch_size)
+
+
+def _random_affine(n: int, rng: np.random.Generator, rot: float, scale: float, shift: float) -> torch.Tensor:
+    """(n, 2, 3) matrices for F.affine_grid (normalised coordinates, x = columns first)."""
+    th = rng.uniform(-rot, rot, n)
+    sc = np.exp(rng.uniform(-scale, scale, (n, 2)))
+    t = rng.uniform(-shift, shift, (n, 2))
+    mats = np.zeros((n, 2, 3), np.float32)
+    mats[:, 0, 0] = np.cos(th) * sc[:, 0]
+    mats[:, 0, 1] = -np.sin(th) * sc[:, 1]
+    mats[:, 1, 0] = np.sin(th) * sc[:, 0]
+    mats[:, 1, 1] = np.cos(th) * sc[:, 1]
+    mats[:, :, 2] = t
+    return torch.from_numpy(mats)
+
+
+class RegistrationBatches(torch.utils.data.Dataset):
+    """Whole training batches of seeded random ordered pairs, drawn by tensor indexing (fast on CPU).
+
+    Item ``i`` of epoch ``e`` is a dict of (B, 1, S, S) tensors: ``moving``, ``fixed`` images, ``moving_mask``,
+    ``fixed_mask`` (ground truth, for the losses), ``moving_attn``, ``fixed_attn`` (attention masks); plus
+    ``image`` = cat(moving, fixed) and ``label`` = fixed_mask for MONAI engines. With ``augment`` each image
+    gets its own small random affine (rotation, scale, shift) applied to image and masks alike.
+    Use with ``DataLoader(batch_size=None)``.
+    """
+
+    def __init__(self, images, masks, attn, batches_per_epoch: int, batch_size: int, seed: int = 0,
+                 augment: bool = True, rot_deg: float = 5.0, scale: float = 0.05, shift_px: float = 3.0):
+        self.images, self.masks, self.attn = images.float(), masks.float(), attn.float()
+        self.n, self.bpe, self.bs, self.seed = len(images), int(batches_per_epoch), int(batch_size), int(seed)
+        self.augment, self.rot, self.scale = augment, math.radians(rot_deg), scale
+        self.shift = 2 * shift_px / images.shape[-1]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.bpe
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        pairs = random_pairs(self.n, self.bs, int(rng.integers(1 << 31)))
+        mi = torch.tensor([p[0] for p in pairs])
+        fi = torch.tensor([p[1] for p in pairs])
+        idx = torch.cat([mi, fi])
+        stack = torch.cat([self.images[idx], self.masks[idx], self.attn[idx]], 1)  # 2B,3,S,S
+        if self.augment:
+            theta = _random_affine(len(idx), rng, self.rot, self.scale, self.shift)
+            grid = F.affine_grid(theta, list(stack.shape), align_corners=False)
+            img = F.grid_sample(stack[:, :1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            msk = F.grid_sample(stack[:, 1:], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            stack = torch.cat([img, (msk[:, :1] > 0.5).float(), msk[:, 1:]], 1)
+        b = self.bs
+        d = {"moving": stack[:b, :1], "fixed": stack[b:, :1], "moving_mask": stack[:b, 1:2], "fixed_mask": stack[b:, 1:2],
+             "moving_attn": stack[:b, 2:3], "fixed_attn": stack[b:, 2:3]}
+        d["image"], d["label"] = torch.cat([d["moving"], d["fixed"]], 1), d["fixed_mask"]
+        return d
+
+
+class RegistrationValPairs(torch.utils.data.Dataset):
+    """A fixed list of (moving, fixed) pairs at full resolution, as single-pair items (batch them)."""
+
+    def __init__(self, images, masks, attn, pairs):
+        self.images, self.masks, self.attn, self.pairs = images, masks, attn, list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        m, f = self.pairs[i]
+        d = {"moving": self.images[m], "fixed": self.images[f], "moving_mask": self.masks[m],
+             "fixed_mask": self.masks[f], "moving_attn": self.attn[m], "fixed_attn": self.attn[f]}
+        d["image"], d["label"] = torch.cat([d["moving"], d["fixed"]]), d["fixed_mask"]
+        return d
+
+
+def training_data(dataset: str, data_dir=None, work_size: int = 64, seg_model=None, batches_per_epoch: int = 50,
+                  batch_size: int = 32, val_pairs: int = 100, val_fraction: float = 0.1, seed: int = 0,
+                  augment: bool = True, max_images: int | None = None):
+    """(train batches, validation pairs) for a dataset: attention masks predicted once per image.
+
+    ``seg_model``: a dataset name or weights path for the attention model, or None to use the true masks.
+    Validation pairs come from a seeded 10% of the training images and are scored at full resolution.
+    """
+    full = load_split(dataset, "train", data_dir)
+    attn_full = attention_masks(full.images, seg_model, truth=full.masks)
+    tr, va = train_val_ids(len(full), val_fraction, seed)
+    if max_images:
+        tr = tr[:max_images]
+    tr_t = torch.tensor(tr)
+    train = RegistrationBatches(resize_image(full.images[tr_t], work_size), resize_mask(full.masks[tr_t], work_size),
+                                resize_image(attn_full[tr_t], work_size), batches_per_epoch, batch_size, seed, augment)
+    va_t = torch.tensor(va)
+    pairs = sample_pairs(len(va), val_pairs, seed)
+    val = RegistrationValPairs(full.images[va_t], full.masks[va_t], attn_full[va_t], pairs)
+    return train, val
+
+
+# --------------------------------------------------------------------------------------------- engine steps
+class TrainStep:
+    """``iteration_update`` for MONAI ``SupervisedTrainer``: one optimisation step of the registration loss.
+
+    Returns the weighted loss terms, ``"loss"``, and ``"folds"`` (mean number of pixels with det J <= 0 of the
+    work-size field), so StatsHandler/TensorBoard log folding at every iteration.
+    """
+
+    def __init__(self, settings: RegSettings, loss: torch.nn.Module):
+        self.settings, self.loss = settings, loss
+
+    def __call__(self, engine, batch) -> dict:
+        dev = engine.state.device
+        b = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, enabled=bool(engine.amp)):
+            out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"],
+                                b["fixed_attn"])
+            u = out["ddf_work"]
+            warped = warp(out["moving_in"], u)
+            warped_mask = warp(b["moving_mask"], u, mode="bilinear", padding_mode="zeros")
+            reg = out["velocity"] if out["velocity"] is not None else out["residual"]
+            terms = self.loss(out["fixed_in"], warped, b["fixed_mask"], warped_mask, reg)
+        if engine.amp and engine.scaler is not None:
+            engine.scaler.scale(terms["loss"]).backward()
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            terms["loss"].backward()
+            engine.optimizer.step()
+        res = {k: v.detach() for k, v in terms.items()}
+        res["folds"] = folding(u.detach().float())[0].float().mean()
+        return res
+
+
+class EvalStep:
+    """``iteration_update`` for MONAI ``SupervisedEvaluator``: full-resolution warped masks for DSC.
+
+    Returns ``pred`` / ``label`` as one-hot (B, 2, H, W) (masks warped with nearest neighbour, as in the
+    evaluation harness) and ``folds`` per pair.
+    """
+
+    def __init__(self, settings: RegSettings):
+        self.settings = settings
+
+    @torch.no_grad()
+    def __call__(self, engine, batch) -> dict:
+        dev = engine.state.device
+        b = {k: v.to(dev) for k, v in batch.items() if torch.is_tensor(v)}
+        engine.network.eval()
+        out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"], b["fixed_attn"])
+        w = warp(b["moving_mask"], out["ddf"], mode="nearest", padding_mode="zeros")
+        onehot = lambda x: torch.cat([1 - x, x], 1)  # noqa: E731
+        return {"pred": onehot(w), "label": onehot(b["fixed_mask"]), "folds": folding(out["ddf"])[0].float().mean()}
+
+
+# --------------------------------------------------------------------------------------------- models
+def build_registration(settings: RegSettings) -> MultiScaleRegNet:
+    return MultiScaleRegNet(**settings.net)
+
+
+def save_registration(src_checkpoint: str | os.PathLike, dst: str | os.PathLike, settings: RegSettings) -> str:
+    """Write ``{"model": state_dict, "settings": dict}`` (tensors and plain values only) atomically."""
+    import tempfile
+
+    from .workflow import load_weights
+
+    sd = load_weights(src_checkpoint)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
+    os.close(fd)
+    torch.save({"model": {k: v.detach().cpu() for k, v in sd.items()}, "settings": asdict(settings)}, tmp)
+    os.replace(tmp, dst)
+    print(f"saved registration model to {dst}")
+    return str(dst)
+
+
+def registration_path(model: str | os.PathLike) -> Path:
+    m = str(model)
+    if m.upper() in ("JSRT", "MONT", "SHEN"):
+        return REPO_ROOT / "models" / f"registration_{m.upper()}.pt"
+    return Path(m)
+
+
+def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:
+    """Network (eval mode) and settings from a file written by :func:`save_registration`."""
+    from .io import InputError
+
+    p = registration_path(model)
+    if not p.is_file():
+        raise InputError(f"{p}: registration model not found")
+    try:
+        ck = torch.load(p, map_location=device, weights_only=True)
+    except Exception as e:
+        raise InputError(f"{p}: not a loadable tensors-only checkpoint ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ck, dict) or "model" not in ck or "settings" not in ck:
+        raise InputError(f"{p}: not a cxreg registration model (needs 'model' and 'settings')")
+    settings = RegSettings.from_dict(ck["settings"])
+    net = build_registration(settings)
+    net.load_state_dict(ck["model"])
+    return net.to(device).eval(), settings
+
+
+class OursMethod:
+    """Evaluation-harness method: our network, lung masks predicted once per image by the segmentation model."""
+
+    batch_size = 32
+
+    def __init__(self, model: str | os.PathLike = "JSRT", seg_model: str | os.PathLike | None = None,
+                 device: str = "cpu"):
+        self.net, self.settings = load_registration(model, device)
+        ds = str(model).upper() if str(model).upper() in ("JSRT", "MONT", "SHEN") else None
+        self.seg_model = seg_model or ds
+        self.device = device
+        self.attn = None
+
+    def setup(self, data) -> None:
+        if self.settings.attention or self.settings.affine:
+            if self.seg_model is None:
+                raise ValueError("give the segmentation model (seg_model) for a registration model given by path")
+            self.attn = attention_masks(data.images, self.seg_model)
+
+    @torch.no_grad()
+    def __call__(self, fixed, moving, fixed_mask, moving_mask, fixed_index=None, moving_index=None):
+        dev = self.device
+        fa = self.attn[fixed_index].to(dev) if self.attn is not None else None
+        ma = self.attn[moving_index].to(dev) if self.attn is not None else None
+        out = predict_field(self.net, self.settings, moving.to(dev), fixed.to(dev), ma, fa)
+        return out["ddf"].cpu()

@@ -1,0 +1,135 @@
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from bundle.losses import RegistrationLoss
+from bundle.networks import MultiScaleRegNet
+from bundle.registration import (
+    EvalStep,
+    RegSettings,
+    RegistrationBatches,
+    TrainStep,
+    affine_points,
+    moments_affine,
+    predict_field,
+)
+from bundle.spatial import identity_grid, warp
+
+from .conftest import REPO, lung_mask, needs_shared
+
+
+def _blob(size=64, shift=(0, 0), scale=(1.0, 1.0)):
+    r, c = np.mgrid[0:size, 0:size].astype(np.float32)
+    r0, c0 = size / 2 + shift[0], size / 2 + shift[1]
+    rr, rc = 0.3 * size * scale[0], 0.2 * size * scale[1]  # semi-axes grow with the grid
+    return torch.from_numpy((((r - r0) / rr) ** 2 + ((c - c0) / rc) ** 2 <= 1).astype(np.float32))[None, None]
+
+
+def test_moments_affine_recovers_translation_and_scale():
+    fixed, moving = _blob(128), _blob(128, shift=(8, -12), scale=(1.25, 0.8))
+    a, cm, cf = moments_affine(moving, fixed)
+    torch.testing.assert_close(torch.diagonal(a[0]), torch.tensor([1.25, 0.8]), atol=0.01, rtol=0)
+    assert abs(a[0, 0, 1]) < 0.01 and abs(a[0, 1, 0]) < 0.01
+    torch.testing.assert_close(cm[0] - cf[0], torch.tensor([8 / 128, -12 / 128]), atol=2e-3, rtol=0)
+    g = identity_grid((128, 128)).expand(1, -1, -1, -1)
+    u = affine_points(a, cm, cf, g)
+    warped = (warp(moving, u) > 0.5).float()
+    inter = (warped * fixed).sum() / fixed.sum()
+    assert inter > 0.95  # the pre-alignment alone overlays the blobs
+
+
+def test_moments_affine_is_resolution_independent():
+    fixed = torch.from_numpy(lung_mask(128)).float()[None, None]
+    moving = torch.from_numpy(lung_mask(128, shift=(6, 4), scale=0.9)).float()[None, None]
+    big = moments_affine(moving, fixed)
+    small = moments_affine(torch.nn.functional.avg_pool2d(moving, 2), torch.nn.functional.avg_pool2d(fixed, 2))
+    for x, y in zip(big, small):
+        torch.testing.assert_close(x, y, atol=2e-3, rtol=0)
+
+
+def test_empty_masks_give_identity_affine():
+    a, cm, cf = moments_affine(torch.zeros(1, 1, 16, 16), _blob(16))
+    g = identity_grid((16, 16)).expand(1, -1, -1, -1)
+    assert affine_points(a, cm, cf, g).abs().max() < 1e-5
+
+
+def _zero_net():
+    net = MultiScaleRegNet()
+    for h in net.heads:
+        torch.nn.init.zeros_(h.weight)
+    return net.eval()
+
+
+@pytest.mark.parametrize("integrate", [False, True])
+def test_zero_field_warps_to_identity(integrate):
+    st = RegSettings(work_size=32, attention=False, integrate=integrate)
+    img = torch.rand(1, 1, 128, 128)
+    out = predict_field(_zero_net(), st, img, torch.rand(1, 1, 128, 128))
+    assert out["ddf"].shape == (1, 2, 128, 128) and out["ddf"].abs().max() == 0
+    torch.testing.assert_close(warp(img, out["ddf"]), img)
+
+
+def test_affine_plus_zero_residual_equals_the_affine_at_any_size():
+    # the affine is estimated on 64x64 masks and applied on the 256x256 grid: same map up to the
+    # moments' discretisation (<= 0.35 px anywhere, i.e. < 0.15% of the image side)
+    st = RegSettings(work_size=64, attention=True, affine=True)
+    fixed, moving = _blob(256), _blob(256, shift=(16, -8), scale=(1.2, 0.9))
+    out = predict_field(_zero_net(), st, moving, fixed, moving, fixed)
+    a = moments_affine(moving, fixed)
+    g = identity_grid((256, 256)).expand(1, -1, -1, -1)
+    torch.testing.assert_close(out["ddf"], affine_points(*a, g), atol=0.35, rtol=0)
+    with pytest.raises(ValueError):
+        predict_field(_zero_net(), st, moving, fixed)  # masks are needed
+
+
+def _pair_batch(n=4, size=64):
+    fixed = torch.cat([_blob(size)] * n)
+    moving = torch.cat([_blob(size, shift=(3, -2), scale=(1.1, 0.9))] * n)
+    return {"moving": moving * 0.8 + 0.1, "fixed": fixed * 0.8 + 0.1, "moving_mask": moving, "fixed_mask": fixed,
+            "moving_attn": moving, "fixed_attn": fixed}
+
+
+@pytest.mark.parametrize("affine,integrate", [(False, False), (True, True)])
+def test_training_iterations_lower_the_loss(affine, integrate):
+    torch.manual_seed(0)
+    st = RegSettings(work_size=64, attention=True, affine=affine, integrate=integrate)
+    net = MultiScaleRegNet()
+    loss = RegistrationLoss(encoder=None)
+    eng = types.SimpleNamespace(state=types.SimpleNamespace(device=torch.device("cpu")), network=net,
+                                optimizer=torch.optim.Adam(net.parameters(), 1e-3), amp=False, scaler=None)
+    step = TrainStep(st, loss)
+    b = _pair_batch()
+    first = step(eng, b)
+    assert set(first) >= {"loss", "ncc", "ssim", "ce", "df", "folds"}
+    for _ in range(15):
+        last = step(eng, b)
+    assert last["loss"] < first["loss"]
+    res = EvalStep(st)(eng, b)
+    assert res["pred"].shape == (4, 2, 64, 64) and set(torch.unique(res["pred"]).tolist()) <= {0.0, 1.0}
+
+
+def test_batches_are_seeded_and_change_with_epoch():
+    imgs = torch.rand(6, 1, 32, 32)
+    masks = (imgs > 0.5).float()
+    ds = RegistrationBatches(imgs, masks, masks, batches_per_epoch=3, batch_size=5, seed=1, augment=True)
+    a = ds[0]
+    assert a["moving"].shape == (5, 1, 32, 32) and a["image"].shape == (5, 2, 32, 32)
+    torch.testing.assert_close(ds[0]["moving"], a["moving"])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["moving"], a["moving"])
+    assert set(torch.unique(ds[0]["moving_mask"]).tolist()) <= {0.0, 1.0}
+    plain = RegistrationBatches(imgs, masks, masks, 1, 5, seed=1, augment=False)[0]
+    assert any(torch.equal(plain["moving"][0], imgs[k]) for k in range(6))
+
+
+@needs_shared
+@pytest.mark.skipif(not (REPO / "models" / "registration_JSRT.pt").is_file(), reason="no shipped JSRT weights")
+def test_shipped_jsrt_model_reaches_095_on_50_pairs(tmp_path):
+    from bundle.evaluate import evaluate
+    from bundle.registration import OursMethod
+
+    s = evaluate("ours", "JSRT", tmp_path / "e", max_pairs=50, progress=False, method_fn=OursMethod("JSRT"))
+    assert s["n_pairs"] == 50 and s["metrics"]["dsc"]["mean"] >= 0.95
