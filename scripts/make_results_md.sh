@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerate the measured table in docs/results.md from docs/results/*/summary.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python - <<'PY'
+import re, subprocess
+table = subprocess.run(["python", "scripts/results_table.py", "--methods", "identity", "elastix", "syn", "ours_paper", "ours"],
+                       capture_output=True, text=True, check=True).stdout
+doc = open("docs/results.md").read()
+doc = re.sub(r"<!-- table -->.*<!-- /table -->", "<!-- table -->\n" + table + "<!-- /table -->", doc, flags=re.S)
+open("docs/results.md", "w").write(doc)
+PY
