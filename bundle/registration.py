@@ -37,6 +37,8 @@ __all__ = [
     "predict_field",
     "RegistrationBatches",
     "RegistrationValPairs",
+    "training_data",
+    "test_pairs",
     "TrainStep",
     "EvalStep",
     "build_registration",
@@ -170,8 +172,11 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
 # --------------------------------------------------------------------------------------------- data
 def attention_masks(images: torch.Tensor, seg_model: str | os.PathLike | None, dataset: str | None = None,
                     truth: torch.Tensor | None = None, batch_size: int = 16) -> torch.Tensor:
-    """Lung masks used as attention: predicted by the segmentation model (cleaned), or ``truth`` if no model."""
-    if seg_model is None:
+    """Lung masks used as attention: predicted by the segmentation model (cleaned), or the true masks.
+
+    ``seg_model`` is a dataset name (shipped weights), a weights path, or ``None``/``"truth"`` for ``truth``.
+    """
+    if seg_model is None or str(seg_model).lower() in ("truth", "none", ""):
         if truth is None:
             raise ValueError("no segmentation model and no masks given for attention")
         return truth.float()
@@ -261,7 +266,7 @@ def training_data(dataset: str, data_dir=None, work_size: int = 64, seg_model=No
                   augment: bool = True, max_images: int | None = None):
     """(train batches, validation pairs) for a dataset: attention masks predicted once per image.
 
-    ``seg_model``: a dataset name or weights path for the attention model, or None to use the true masks.
+    ``seg_model``: a dataset name or weights path for the attention model, or None/"truth" for the true masks.
     Validation pairs come from a seeded 10% of the training images and are scored at full resolution.
     """
     full = load_split(dataset, "train", data_dir)
@@ -276,6 +281,15 @@ def training_data(dataset: str, data_dir=None, work_size: int = 64, seg_model=No
     pairs = sample_pairs(len(va), val_pairs, seed)
     val = RegistrationValPairs(full.images[va_t], full.masks[va_t], attn_full[va_t], pairs)
     return train, val
+
+
+def test_pairs(dataset: str, data_dir=None, seg_model=None, split: str = "test") -> RegistrationValPairs:
+    """All ordered pairs of a split at full resolution, with attention masks predicted once per image."""
+    from .data import all_ordered_pairs
+
+    d = load_split(dataset, split, data_dir)
+    return RegistrationValPairs(d.images, d.masks, attention_masks(d.images, seg_model, truth=d.masks),
+                                all_ordered_pairs(len(d)))
 
 
 # --------------------------------------------------------------------------------------------- engine steps

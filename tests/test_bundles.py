@@ -71,12 +71,18 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     assert len((out / "eval_TOY" / "val_mean_dice_raw.csv").read_text().splitlines()) == 7  # header + 6 images
 
 
-@pytest.mark.parametrize("name", ["segmentation", "autoencoder"])
+@pytest.mark.parametrize("name", ["segmentation", "autoencoder", "registration"])
 def test_metadata_and_network_io(name):
-    cfg = REPO / "configs" / name
+    cfg = REPO / "configs" / (name if name != "registration" else "")
     assert "metadata is verified" in monai_bundle("verify_metadata", "--meta_file", str(cfg / "metadata.json"),
                                                   "--filepath", str(SCHEMA))
     net_cfg = cfg / ("inference.json" if name == "segmentation" else "train.json")
+    if name == "registration":
+        # one tensor in (moving, fixed) and one displacement field out, as verify_net_in_out requires
+        assert "verified with no error" in monai_bundle("verify_net_in_out", "network_def", "--meta_file",
+                                                        str(cfg / "metadata.json"), "--config_file", str(net_cfg),
+                                                        "--ae_model", "None", "--lambda_ae", "0")
+        return
     assert "verified with no error" in monai_bundle("verify_net_in_out", "network_def", "--meta_file",
                                                     str(cfg / "metadata.json"), "--config_file", str(net_cfg))
 
@@ -111,7 +117,7 @@ def test_registration_bundle_train_resume_and_evaluate(toy, tmp_path):
     cfg = REPO / "configs" / "train.json"
     out, model = tmp_path / "run", tmp_path / "reg.pt"
     args = ["run", "training", "--config_file", str(cfg), "--dataset", "TOY", "--data_dir", str(toy),
-            "--output_dir", str(out), "--model_path", str(model), "--seg_model", "None", "--lambda_ae", "0",
+            "--output_dir", str(out), "--model_path", str(model), "--seg_model", "truth", "--lambda_ae", "0",
             "--attention", "False", "--work_size", "32", "--batches_per_epoch", "3", "--batch_size", "4",
             "--val_pairs", "4", "--val_fraction", "0.34", "--val_interval", "1", "--num_workers", "0"]
     log = monai_bundle(*args, "--max_epochs", "1", cwd=tmp_path)
@@ -121,6 +127,12 @@ def test_registration_bundle_train_resume_and_evaluate(toy, tmp_path):
     assert json.loads((out / "summary.json").read_text())["epochs"] == 1
     log = monai_bundle(*args, "--max_epochs", "2", cwd=tmp_path)
     assert "Restored all variables" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+
+    # the MONAI-native evaluation of the saved model on all ordered pairs (6 images -> 30 pairs)
+    monai_bundle("run", "--config_file", f"['{cfg}','{REPO / 'configs' / 'evaluate.json'}']", "--dataset", "TOY",
+                 "--data_dir", str(toy), "--output_dir", str(out), "--model_path", str(model), "--seg_model", "truth",
+                 "--lambda_ae", "0", cwd=tmp_path)
+    assert len((out / "eval_TOY" / "val_mean_dice_raw.csv").read_text().splitlines()) == 31
 
     res = tmp_path / "ev"
     assert main(["evaluate", "--method", "ours", "--model", str(model), "--dataset", "TOY", "--data-dir", str(toy),
