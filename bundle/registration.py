@@ -381,14 +381,10 @@ def registration_path(model: str | os.PathLike) -> Path:
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:
     """Network (eval mode) and settings from a file written by :func:`save_registration`."""
     from .io import InputError
+    from .workflow import safe_load
 
     p = registration_path(model)
-    if not p.is_file():
-        raise InputError(f"{p}: registration model not found")
-    try:
-        ck = torch.load(p, map_location=device, weights_only=True)
-    except Exception as e:
-        raise InputError(f"{p}: not a loadable tensors-only checkpoint ({str(e).splitlines()[0][:200]})") from None
+    ck = safe_load(p, device)
     if not isinstance(ck, dict) or "model" not in ck or "settings" not in ck:
         raise InputError(f"{p}: not a cxreg registration model (needs 'model' and 'settings')")
     settings = RegSettings.from_dict(ck["settings"])

@@ -13,19 +13,25 @@ import torch
 
 from .io import InputError
 
-__all__ = ["load_weights", "export_weights", "resume_path", "write_json"]
+__all__ = ["safe_load", "load_weights", "export_weights", "resume_path", "write_json"]
 
 
-def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a tensors-only state dict with ``torch.load(weights_only=True)``; one-line errors naming the file."""
+def safe_load(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load(weights_only=True)`` (tensors and plain containers only); one-line errors naming the file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: weights file not found")
     try:
-        sd = torch.load(p, map_location=map_location, weights_only=True)
+        return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError(f"{p}: not a loadable tensors-only checkpoint ({first})") from None
+
+
+def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The network state dict of a checkpoint (a plain state dict, or the ``"model"`` entry of one)."""
+    p = Path(path)
+    sd = safe_load(p, map_location)
     if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
         sd = sd["model"]
     if not isinstance(sd, dict):
