@@ -19,7 +19,8 @@ def _cmd_evaluate(a) -> int:
     if a.method == "ours":
         from .registration import OursMethod
 
-        method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device)
+        method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
+                               refine_size=a.refine_size)
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
                  seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn)
     m = s["metrics"]
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="identity", help="identity | elastix | syn | ours")
     e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN or a registration model file (default: --dataset)")
     e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model)")
+    e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
+    e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
     e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
     e.add_argument("--split", default="test")

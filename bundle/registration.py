@@ -123,12 +123,13 @@ def _to_size(x: torch.Tensor, size: int, mask: bool = False) -> torch.Tensor:
 
 def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Tensor, fixed: torch.Tensor,
                   moving_attn: torch.Tensor | None = None, fixed_attn: torch.Tensor | None = None,
-                  out_size: tuple[int, int] | None = None) -> dict:
+                  out_size: tuple[int, int] | None = None, refine_steps: int = 0, refine_size: int = 128) -> dict:
     """Field from ``moving`` to ``fixed`` (pull-back), images (B, 1, H, W) in [0, 1].
 
     Returns ``{"ddf": (B, 2, *out_size), "ddf_work": total field at work size, "residual": network field at
     work size, "velocity": the integrated velocity (or None), "moving_in", "fixed_in": network inputs}``.
-    ``out_size`` defaults to the input size.
+    ``out_size`` defaults to the input size. ``refine_steps > 0`` runs test-time refinement
+    (:func:`bundle.refine.refine_residual`) of the network output at ``refine_size`` using the attention masks.
     """
     s = settings.work_size
     out_size = tuple(out_size or moving.shape[2:])
@@ -149,6 +150,16 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
     else:
         m_in = m
     out = net(torch.cat([m_in, f], 1))
+    if refine_steps > 0:
+        if ma is None or fa is None:
+            raise ValueError("refinement needs moving_attn and fixed_attn masks")
+        from .refine import refine_residual
+
+        full_m = moving * moving_attn if settings.attention else moving
+        full_f = fixed * fixed_attn if settings.attention else fixed
+        out = refine_residual(out, full_m, full_f, moving_attn, fixed_attn, settings, aff, steps=refine_steps,
+                              size=refine_size)
+        s = refine_size  # the field now lives on the refinement grid
     velocity = None
     if settings.integrate:
         from monai.networks.blocks import DVF2DDF
@@ -164,7 +175,7 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
         return r + affine_points(*aff, g + r)
 
     ddf_work = total(residual)
-    ddf = ddf_work if out_size == (s, s) else total(resize_ddf(residual, out_size))
+    ddf = ddf_work if out_size == tuple(residual.shape[2:]) else total(resize_ddf(residual, out_size))
     return {"ddf": ddf, "ddf_work": ddf_work, "residual": residual, "velocity": velocity, "moving_in": m,
             "fixed_in": f}
 
@@ -399,8 +410,9 @@ class OursMethod:
     batch_size = 32
 
     def __init__(self, model: str | os.PathLike = "JSRT", seg_model: str | os.PathLike | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", refine_steps: int = 0, refine_size: int = 128):
         self.net, self.settings = load_registration(model, device)
+        self.refine_steps, self.refine_size = refine_steps, refine_size
         ds = str(model).upper() if str(model).upper() in ("JSRT", "MONT", "SHEN") else None
         self.seg_model = seg_model or ds
         self.device = device
@@ -417,5 +429,6 @@ class OursMethod:
         dev = self.device
         fa = self.attn[fixed_index].to(dev) if self.attn is not None else None
         ma = self.attn[moving_index].to(dev) if self.attn is not None else None
-        out = predict_field(self.net, self.settings, moving.to(dev), fixed.to(dev), ma, fa)
+        out = predict_field(self.net, self.settings, moving.to(dev), fixed.to(dev), ma, fa,
+                            refine_steps=self.refine_steps, refine_size=self.refine_size)
         return out["ddf"].cpu()
