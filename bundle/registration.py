@@ -405,7 +405,10 @@ def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[
 
 
 class OursMethod:
-    """Evaluation-harness method: our network, lung masks predicted once per image by the segmentation model."""
+    """Evaluation-harness method: our network, lung masks predicted once per image by the segmentation model.
+
+    ``seg_model="truth"`` uses the ground-truth masks as attention: an oracle, for diagnosis only.
+    """
 
     batch_size = 32
 
@@ -422,7 +425,7 @@ class OursMethod:
         if self.settings.attention or self.settings.affine:
             if self.seg_model is None:
                 raise ValueError("give the segmentation model (seg_model) for a registration model given by path")
-            self.attn = attention_masks(data.images, self.seg_model)
+            self.attn = attention_masks(data.images, self.seg_model, truth=data.masks)
 
     @torch.no_grad()
     def __call__(self, fixed, moving, fixed_mask, moving_mask, fixed_index=None, moving_index=None):
