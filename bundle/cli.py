@@ -32,6 +32,67 @@ def _cmd_evaluate(a) -> int:
     return 0
 
 
+def read_pairs_csv(path) -> list[dict]:
+    """Rows of a pairs CSV (moving,fixed[,moving_mask,fixed_mask]); relative paths are relative to the CSV."""
+    import csv
+    from pathlib import Path
+
+    from .io import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: pairs file not found")
+    with open(p, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh)]
+    cols = set(rows[0]) if rows else set()
+    if not {"moving", "fixed"} <= cols:
+        raise InputError(f"{p}: needs the columns moving,fixed (found {sorted(c for c in cols if c)})")
+    pairs = []
+    for r in rows:
+        if not (r.get("moving") or "").strip() and not (r.get("fixed") or "").strip():
+            continue  # blank line
+        d = {k: str((p.parent / r[k].strip()) if not Path(r[k].strip()).is_absolute() else r[k].strip())
+             for k in ("moving", "fixed", "moving_mask", "fixed_mask") if (r.get(k) or "").strip()}
+        if "moving" not in d or "fixed" not in d:
+            raise InputError(f"{p}: a row lacks its moving or fixed path: {r}")
+        if d not in pairs:
+            pairs.append(d)
+    if not pairs:
+        raise InputError(f"{p}: no pairs in this file")
+    return pairs
+
+
+def _cmd_register(a) -> int:
+    import json
+    from pathlib import Path
+
+    from .register import register_files
+
+    if a.pairs:
+        if a.moving or a.fixed:
+            raise ValueError("give either MOVING FIXED or --pairs, not both")
+        pairs = read_pairs_csv(a.pairs)
+    else:
+        if not (a.moving and a.fixed):
+            raise ValueError("give MOVING FIXED (or --pairs PAIRS.csv)")
+        pairs = [{"moving": a.moving, "fixed": a.fixed, "moving_mask": a.moving_mask, "fixed_mask": a.fixed_mask}]
+    single = not a.pairs
+    status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
+                            progress=not a.quiet and not single, refine_steps=a.refine, single=single)
+    ok = [s for s in status if s["ok"]]
+    for s in status:
+        if s["ok"]:
+            extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "assd") if k in s)
+            print(f"{s['pair']}: JAC {s['jac']}{extra} -> {s['out']}")
+        else:
+            print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
+    if not single:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "summary.json").write_text(json.dumps(status, indent=2))
+        print(f"{len(ok)} of {len(status)} pairs registered; summary in {a.out}/summary.json")
+    return 0 if len(ok) == len(status) else 1
+
+
 def _cmd_prepare(a) -> int:
     from .prepare import prepare
 
@@ -74,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_evaluate)
+
+    g = sub.add_parser("register", help="register MOVING onto FIXED (PNG/NIfTI) with the shipped models")
+    g.add_argument("moving", nargs="?", help="moving image (PNG or NIfTI)")
+    g.add_argument("fixed", nargs="?", help="fixed image (PNG or NIfTI)")
+    g.add_argument("--pairs", help="CSV with columns moving,fixed[,moving_mask,fixed_mask] (many pairs)")
+    g.add_argument("--out", required=True, help="output folder (one sub-folder per pair with --pairs)")
+    g.add_argument("--model", default="JSRT", help="JSRT | MONT | SHEN or a registration model file")
+    g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
+    g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
+    g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
+    g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_cmd_register)
 
     r = sub.add_parser("prepare-data", help="convert an official JSRT/MONT/SHEN download into cxreg's layout")
     r.add_argument("--dataset", required=True, choices=["JSRT", "MONT", "SHEN"])

@@ -1,0 +1,258 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""Register users' image pairs: ``register(fixed, moving)`` (fixed first, as ANTsPy) and the output files.
+
+Any size and aspect ratio: each image is zero-padded to a square (centred, as our data were prepared) and
+resampled to ``size`` (256) for the lung masks and the field; the field is then expressed on the **fixed
+image's own grid**: ``ddf[:, r, c]`` = (row, col) displacement in pixels such that the fixed pixel (r, c)
+takes its value from the moving image at (r, c) + ddf (pull-back, docs/conventions.md), in the moving
+image's pixel indices. ``ddf.nii.gz`` stores the same map in ITK's displacement-field convention: a
+2-component vector image on the fixed grid whose vectors are *physical* displacements (x, y) from each fixed
+point to its moving point, so ``itk.DisplacementFieldTransform`` (or ANTs ``antsApplyTransforms -t ddf.nii.gz``)
+resamples the moving image onto the fixed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import InputError, is_nifti, load_image, load_mask, save_image, stem
+from .metrics import pair_metrics
+from .spatial import jacobian_determinant, resize_image
+
+__all__ = ["Registrar", "register", "write_outputs", "register_files"]
+
+
+def _unit(arr: np.ndarray, path="image") -> np.ndarray:
+    """Grey values to [0, 1]: / 255 for 8-bit ranges, else / max."""
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: image has NaN or infinite values")
+    top = float(arr.max())
+    return arr / (255.0 if top <= 255 else top) if top > 0 else arr
+
+
+def _to_square(arr: np.ndarray, size: int, mask: bool = False):
+    """Zero-pad (H, W) to a centred square, resample to size; returns (tensor (1,1,S,S), pad (top, left), side)."""
+    h, w = arr.shape
+    s = max(h, w)
+    top, left = (s - h) // 2, (s - w) // 2
+    sq = np.zeros((s, s), np.float32)
+    sq[top : top + h, left : left + w] = arr
+    t = resize_image(torch.from_numpy(sq)[None, None], size)
+    return ((t > 0.5).float() if mask else t), (top, left), s
+
+
+class Registrar:
+    """Holds the models; ``registrar(fixed, moving, ...)`` registers one pair of (H, W) arrays.
+
+    Args:
+        model: ``JSRT``/``MONT``/``SHEN`` (shipped weights) or a registration model file.
+        seg_model: lung segmentation model for masks that are not given (default: the same dataset name).
+        device: ``cpu`` or ``cuda``.
+        size: working grid of the masks and of the field output (256).
+        refine_steps: test-time refinement steps (0 = off).
+    """
+
+    def __init__(self, model: str | os.PathLike = "JSRT", seg_model=None, device: str = "cpu", size: int = 256,
+                 refine_steps: int = 0):
+        from .priors import load_segmentation
+        from .registration import load_registration
+
+        self.net, self.settings = load_registration(model, device)
+        name = str(model).upper()
+        seg_model = seg_model or (name if name in ("JSRT", "MONT", "SHEN") else "JSRT")
+        self.seg = load_segmentation(seg_model, device)
+        self.device, self.size, self.refine_steps = device, size, refine_steps
+
+    @torch.no_grad()
+    def lung_mask(self, img01: torch.Tensor) -> torch.Tensor:
+        from .priors import predict_lung_masks
+
+        return predict_lung_masks(self.seg, img01.to(self.device)).cpu()
+
+    @torch.no_grad()
+    def __call__(self, fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray | None = None,
+                 moving_mask: np.ndarray | None = None, fixed_lung: torch.Tensor | None = None,
+                 moving_lung: torch.Tensor | None = None) -> dict:
+        from .registration import predict_field
+
+        S = self.size
+        f_sq, f_pad, f_side = _to_square(_unit(fixed), S)
+        m_sq, m_pad, m_side = _to_square(_unit(moving), S)
+        # attention masks on the working grid: given masks, else predicted ones (cached by callers)
+        fa = _to_square(fixed_mask.astype(np.float32), S, True)[0] if fixed_mask is not None else (
+            fixed_lung if fixed_lung is not None else self.lung_mask(f_sq))
+        ma = _to_square(moving_mask.astype(np.float32), S, True)[0] if moving_mask is not None else (
+            moving_lung if moving_lung is not None else self.lung_mask(m_sq))
+        dev = self.device
+        out = predict_field(self.net, self.settings, m_sq.to(dev), f_sq.to(dev), ma.to(dev), fa.to(dev),
+                            refine_steps=self.refine_steps)
+        u = out["ddf"].cpu()  # (1, 2, S, S) on the fixed square grid
+        # fixed pixel p -> square-grid position q -> moving square position q + u(q) -> moving pixel
+        h, w = fixed.shape
+        rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                    indexing="ij")
+        p = torch.stack([rows, cols])  # 2,h,w
+        pad_f = torch.tensor(f_pad, dtype=torch.float32).view(2, 1, 1)
+        q = (p + pad_f + 0.5) * (S / f_side) - 0.5
+        grid = torch.stack([q[1] / (S - 1) * 2 - 1, q[0] / (S - 1) * 2 - 1], -1)[None]  # x (col) first
+        uq = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+        pad_m = torch.tensor(m_pad, dtype=torch.float32).view(2, 1, 1)
+        pm = (q + uq + 0.5) * (m_side / S) - 0.5 - pad_m  # moving pixel coordinates
+        ddf = pm - p
+        warped = self._sample(moving.astype(np.float32), pm, "bilinear", "border")
+        res = {"ddf": ddf.numpy(), "warped": warped, "jacobian": jacobian_determinant(ddf[None])[0].numpy()}
+        mm = moving_mask if moving_mask is not None else self._unsquare(ma, m_pad, m_side, moving.shape)
+        res["warped_mask"] = (self._sample(mm.astype(np.float32), pm, "bilinear", "zeros") > 0.5).astype(np.uint8)
+        res["fixed_mask"] = fixed_mask if fixed_mask is not None else self._unsquare(fa, f_pad, f_side, fixed.shape)
+        res["masks_given"] = fixed_mask is not None and moving_mask is not None
+        return res
+
+    @staticmethod
+    def _sample(img: np.ndarray, pm: torch.Tensor, mode: str, padding: str) -> np.ndarray:
+        h, w = img.shape
+        grid = torch.stack([pm[1] / max(w - 1, 1) * 2 - 1, pm[0] / max(h - 1, 1) * 2 - 1], -1)[None]
+        t = torch.from_numpy(img)[None, None]
+        return F.grid_sample(t, grid, mode=mode, padding_mode=padding, align_corners=True)[0, 0].numpy()
+
+    @staticmethod
+    def _unsquare(mask_sq: torch.Tensor, pad, side, shape) -> np.ndarray:
+        """A mask on the working square back to the image grid (nearest via bilinear + 0.5)."""
+        big = F.interpolate(mask_sq.float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
+        h, w = shape
+        return (big[pad[0] : pad[0] + h, pad[1] : pad[1] + w] > 0.5).numpy().astype(np.uint8)
+
+
+def register(fixed, moving, model="JSRT", fixed_mask=None, moving_mask=None, device="cpu", **kw) -> dict:
+    """Register ``moving`` onto ``fixed`` ((H, W) arrays or file paths; fixed first, as ANTsPy).
+
+    Returns ``{"warped", "ddf" (2, H, W) pull-back pixels on the fixed grid, "jacobian", "warped_mask",
+    "fixed_mask", "metrics"}``; DSC/HD/ASSD are computed when both masks are given, JAC always.
+    """
+    load = lambda x, f: f(x) if isinstance(x, (str, os.PathLike)) else (None if x is None else np.asarray(x))  # noqa: E731
+    r = Registrar(model, device=device, **kw)
+    res = r(load(fixed, load_image), load(moving, load_image), load(fixed_mask, load_mask), load(moving_mask, load_mask))
+    res["metrics"] = metrics_of(res)
+    return res
+
+
+def metrics_of(res: dict) -> dict:
+    ddf = torch.from_numpy(res["ddf"])[None]
+    out = {"jac": int((torch.from_numpy(res["jacobian"]) <= 0).sum()),
+           "jac_pct": float(100 * (torch.from_numpy(res["jacobian"]) <= 0).float().mean())}
+    if res["masks_given"]:
+        m = pair_metrics(torch.from_numpy(res["warped_mask"])[None, None].float(),
+                         torch.from_numpy(np.asarray(res["fixed_mask"]))[None, None].float(), ddf)
+        out.update({k: m[k][0] for k in ("dsc", "hd", "assd")})
+    return out
+
+
+def _itk_geometry(path: str | os.PathLike, shape):
+    """(origin (2,), spacing (2,), direction (2, 2)) of an image file in ITK's (x, y) order; PNG -> identity."""
+    if is_nifti(path):
+        import itk
+
+        im = itk.imread(str(path))
+        if im.GetImageDimension() == 2:
+            return (np.array(im.GetOrigin()), np.array(im.GetSpacing()), itk.array_from_matrix(im.GetDirection()))
+    return np.zeros(2), np.ones(2), np.eye(2)
+
+
+def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False) -> Path:
+    """Write warped, ddf.nii.gz, jacobian.nii.gz, warped_mask.png, overlay.png, metrics.json atomically."""
+    import itk
+
+    from .visualize import checkerboard, overlay, tile
+
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: output folder exists (use --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fixed_img = load_image(fixed_path)
+        mov = load_image(moving_path)
+        warped = res["warped"]
+        if is_nifti(moving_path):
+            save_image(tmp / "warped.nii.gz", warped.astype(np.float32))
+        else:
+            dt = np.uint16 if mov.max() > 255 else np.uint8
+            save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
+        # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
+        fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
+        mo, ms, md = _itk_geometry(moving_path, mov.shape)
+        h, w = fixed_img.shape
+        rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
+        idx_f = np.stack([cc, rr], -1)  # (x, y) index
+        idx_m = idx_f + np.stack([res["ddf"][1], res["ddf"][0]], -1)
+        phys_f = fo + (idx_f * fs) @ fd.T
+        phys_m = mo + (idx_m * ms) @ md.T
+        vec = itk.image_from_array((phys_m - phys_f).astype(np.float32), is_vector=True)
+        vec.SetOrigin(fo.tolist())
+        vec.SetSpacing(fs.tolist())
+        vec.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
+        itk.imwrite(vec, str(tmp / "ddf.nii.gz"))
+        jac = itk.image_from_array(res["jacobian"].astype(np.float32))
+        jac.SetOrigin(fo.tolist())
+        jac.SetSpacing(fs.tolist())
+        jac.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
+        itk.imwrite(jac, str(tmp / "jacobian.nii.gz"))
+        save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
+        f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped
+        ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
+        tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
+             [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
+        (tmp / "metrics.json").write_text(json.dumps({"fixed": str(fixed_path), "moving": str(moving_path),
+                                                      **metrics_of(res)}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.chmod(0o755)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overwrite=False, progress=True,
+                   refine_steps: int = 0, single: bool = False) -> list[dict]:
+    """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
+    lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
+    when ``single``). A failing pair is reported and skipped. Returns one status dict per pair."""
+    from tqdm import tqdm
+
+    reg = Registrar(model, device=device, refine_steps=refine_steps)
+    cache: dict = {}
+
+    def image(path):
+        if path not in cache:
+            arr = load_image(path)
+            sq = _to_square(_unit(arr, path), reg.size)[0]
+            cache[path] = (arr, reg.lung_mask(sq))
+        return cache[path]
+
+    status = []
+    for pr in tqdm(pairs, desc="registering", unit="pair", disable=not progress):
+        name = f"{stem(pr['moving'])}__{stem(pr['fixed'])}"
+        try:
+            fixed, f_lung = image(pr["fixed"])
+            moving, m_lung = image(pr["moving"])
+            fm = load_mask(pr["fixed_mask"]) if pr.get("fixed_mask") else None
+            mm = load_mask(pr["moving_mask"]) if pr.get("moving_mask") else None
+            for m, img, key in ((fm, fixed, "fixed_mask"), (mm, moving, "moving_mask")):
+                if m is not None and m.shape != img.shape:
+                    raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
+            res = reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
+            dest = Path(out_dir) if single else Path(out_dir) / name
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite)
+            status.append({"pair": name, "ok": True, "out": str(dest), **metrics_of(res)})
+        except InputError as e:
+            status.append({"pair": name, "ok": False, "error": str(e)})
+    return status

@@ -1,0 +1,99 @@
+"""cxreg register: outputs, geometry on the fixed grid, ITK compatibility of ddf.nii.gz, batch mode."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle.cli import main
+from bundle.io import save_image
+from bundle.networks import LungSegNet, MultiScaleRegNet
+from bundle.registration import RegSettings
+
+from .conftest import lung_mask
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Untrained but valid registration and segmentation model files (shapes and files, not accuracy)."""
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    st = RegSettings(work_size=32, attention=True, affine=True, integrate=True)
+    torch.save({"model": MultiScaleRegNet().state_dict(), "settings": st.__dict__}, d / "reg.pt")
+    torch.save(LungSegNet(work_size=128).state_dict(), d / "seg.pt")
+    return d
+
+
+def _pair(tmp_path, shape=(96, 80)):
+    h, w = shape
+    f = lung_mask(max(h, w))[:h, :w]
+    m = lung_mask(max(h, w), shift=(3, -4))[:h, :w]
+    Image.fromarray((200 - 120 * f).astype(np.uint8)).save(tmp_path / "fixed.png")
+    Image.fromarray((200 - 120 * m).astype(np.uint8)).save(tmp_path / "moving.png")
+    Image.fromarray(f * 255).save(tmp_path / "fixed_mask.png")
+    Image.fromarray(m * 255).save(tmp_path / "moving_mask.png")
+    return tmp_path
+
+
+def _run(tmp_path, models, *extra):
+    from bundle import register as R
+
+    orig = R.Registrar.__init__
+
+    def init(self, model="JSRT", seg_model=None, device="cpu", size=256, refine_steps=0):
+        orig(self, model, seg_model=str(models / "seg.pt"), device=device, size=64, refine_steps=refine_steps)
+
+    R.Registrar.__init__ = init
+    try:
+        return main(["register", *extra, "--model", str(models / "reg.pt"), "--quiet"])
+    finally:
+        R.Registrar.__init__ = orig
+
+
+def test_register_pair_outputs_and_itk(tmp_path, models):
+    itk = pytest.importorskip("itk")
+    d = _pair(tmp_path)
+    out = tmp_path / "out"
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(out),
+                "--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png")) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png", "warped.png", "warped_mask.png"]
+    warped = np.asarray(Image.open(out / "warped.png")).astype(np.float32)
+    assert warped.shape == (96, 80)  # on the fixed grid, non-square kept
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) >= {"jac", "jac_pct", "dsc", "hd", "assd"} and m["jac"] == 0  # integrated field: no folds
+    # ITK applies ddf.nii.gz (physical displacement, fixed grid) to the moving image and gets warped back
+    VF = itk.Image[itk.Vector[itk.F, 2], 2]
+    field = itk.imread(str(out / "ddf.nii.gz"), itk.Vector[itk.F, 2])
+    assert isinstance(field, VF) and tuple(itk.size(field)) == (80, 96)
+    mov = itk.image_from_array(np.asarray(Image.open(d / "moving.png")).astype(np.float32))
+    res = itk.array_from_image(itk.warp_image_filter(mov, displacement_field=field, output_parameters_from_image=mov))
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.abs(res[inner] - warped[inner]).mean() < 1.0  # interpolation and rounding only
+    # an existing output folder is refused without --overwrite, and nothing is changed
+    before = (out / "metrics.json").read_text()
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(out)) == 1
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_register_nifti_and_batch_with_a_bad_pair(tmp_path, models):
+    d = _pair(tmp_path, (64, 64))
+    save_image(d / "moving.nii.gz", np.asarray(Image.open(d / "moving.png")).astype(np.float32))
+    (d / "broken.png").write_text("not an image")
+    (d / "pairs.csv").write_text("moving,fixed\nmoving.nii.gz,fixed.png\n\nbroken.png,fixed.png\nmoving.nii.gz,fixed.png\n")
+    out = tmp_path / "batch"
+    assert _run(tmp_path, models, "--pairs", str(d / "pairs.csv"), "--out", str(out)) == 1  # one pair failed
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["ok"] for s in summary] == [True, False]  # blank line skipped, duplicate row dropped
+    assert "broken.png" in summary[1]["error"]
+    assert (out / "moving__fixed" / "warped.nii.gz").is_file()  # same format as the moving image
+    assert not (out / "broken__fixed").exists()
+
+
+def test_pairs_csv_errors(tmp_path, capsys):
+    (tmp_path / "p.csv").write_text("a,b\nx,y\n")
+    assert main(["register", "--pairs", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "needs the columns moving,fixed" in err and len(err.strip().splitlines()) == 1
