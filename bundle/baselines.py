@@ -35,7 +35,13 @@ def elastix_register(fixed: np.ndarray, moving: np.ndarray, threads: int | None 
     params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
     kw = {"number_of_threads": threads} if threads else {}
     _, result = itk.elastix_registration_method(f, m, parameter_object=params, log_to_console=False, **kw)
-    field = itk.GetArrayFromImage(itk.transformix_deformation_field(m, result))  # (H, W, 2) = (dx, dy)
+    with tempfile.TemporaryDirectory() as tmp:  # transformix writes deformationField.nii into its output folder
+        tfx = itk.TransformixFilter.New(Input=m, TransformParameterObject=result)
+        tfx.SetComputeDeformationField(True)
+        tfx.SetOutputDirectory(tmp)
+        tfx.SetLogToConsole(False)
+        tfx.Update()
+        field = itk.GetArrayFromImage(tfx.GetOutputDeformationField())  # (H, W, 2) = (dx, dy)
     return np.stack([field[..., 1], field[..., 0]]).astype(np.float32)
 
 

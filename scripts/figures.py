@@ -4,6 +4,10 @@
     python scripts/figures.py autoencoder --out docs/img/autoencoder.png
     python scripts/figures.py registration --model JSRT --dataset JSRT --out docs/img/registration_JSRT.png
 
+The pictures show the datasets' images and (ground-truth) masks, whose licences forbid redistribution
+(SCR masks, NLM sets): write them under docs/img/local/ (git-ignored) and do not commit them.
+``registration --no-data`` draws only our outputs (deformation grid on white, Jacobian map), which may be shared.
+
 Segmentation/autoencoder: for each dataset the typical (median DSC) and the worst test image; green = truth,
 red = prediction. Registration: a typical (median DSC) and a hard (worst DSC) test pair: moving, fixed,
 warped (contours: green fixed mask, red warped mask), deformation grid, Jacobian determinant map.
@@ -27,6 +31,7 @@ p.add_argument("--out", required=True)
 p.add_argument("--model", default=None)
 p.add_argument("--dataset", default="JSRT")
 p.add_argument("--max-pairs", type=int, default=400)
+p.add_argument("--no-data", action="store_true", help="registration: only the field grid and Jacobian panels")
 a = p.parse_args()
 Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
@@ -79,6 +84,10 @@ else:
         wi = warp(d.images[m:m + 1], ddf)[0]
         wm = warp(d.masks[m:m + 1], ddf, mode="nearest", padding_mode="zeros")[0]
         det = jacobian_determinant(ddf)[0]
+        if a.no_data:
+            rows.append([grid_image(ddf[0], step=8), jacobian_rgb(det)])
+            labels.append([f"{tag} pair, DSC {scores[j]:.3f}: grid", f"det J (black <= 0: {(det <= 0).sum().item()})"])
+            continue
         rows.append([overlay(d.images[m], [(d.masks[m], RED)]), overlay(d.images[f], [(d.masks[f], GREEN)]),
                      overlay(wi, [(d.masks[f], GREEN), (wm, RED)]), grid_image(ddf[0], step=8, background=wi),
                      jacobian_rgb(det)])
