@@ -78,7 +78,8 @@ def _cmd_register(a) -> int:
         pairs = [{"moving": a.moving, "fixed": a.fixed, "moving_mask": a.moving_mask, "fixed_mask": a.fixed_mask}]
     single = not a.pairs
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
-                            progress=not a.quiet and not single, refine_steps=a.refine, single=single)
+                            progress=not a.quiet and not single, refine_steps=a.refine, single=single,
+                            seg_model=a.seg_model)
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pairs", help="CSV with columns moving,fixed[,moving_mask,fixed_mask] (many pairs)")
     g.add_argument("--out", required=True, help="output folder (one sub-folder per pair with --pairs)")
     g.add_argument("--model", default="JSRT", help="JSRT | MONT | SHEN or a registration model file")
+    g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model dataset, else JSRT)")
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")

@@ -222,13 +222,13 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 
 
 def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overwrite=False, progress=True,
-                   refine_steps: int = 0, single: bool = False) -> list[dict]:
+                   refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair."""
     from tqdm import tqdm
 
-    reg = Registrar(model, device=device, refine_steps=refine_steps)
+    reg = Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps)
     cache: dict = {}
 
     def image(path):

@@ -38,18 +38,8 @@ def _pair(tmp_path, shape=(96, 80)):
 
 
 def _run(tmp_path, models, *extra):
-    from bundle import register as R
-
-    orig = R.Registrar.__init__
-
-    def init(self, model="JSRT", seg_model=None, device="cpu", size=256, refine_steps=0):
-        orig(self, model, seg_model=str(models / "seg.pt"), device=device, size=64, refine_steps=refine_steps)
-
-    R.Registrar.__init__ = init
-    try:
-        return main(["register", *extra, "--model", str(models / "reg.pt"), "--quiet"])
-    finally:
-        R.Registrar.__init__ = orig
+    return main(["register", *extra, "--model", str(models / "reg.pt"), "--seg-model", str(models / "seg.pt"),
+                 "--quiet"])
 
 
 def test_register_pair_outputs_and_itk(tmp_path, models):
