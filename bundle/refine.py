@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .losses import GlobalNCCLoss, TotalVariationLoss
-from .spatial import identity_grid, resize_ddf, resize_image, warp
+from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, warp
 
 __all__ = ["refine_residual", "refine_loss"]
 
@@ -29,11 +29,9 @@ def _soft_dice(a, b, eps=1e-5):
 def refine_loss(param, moving_in, fixed_in, moving_attn, fixed_attn, settings, affine=None, w_img=1.0, w_mask=1.0,
                 w_smooth=0.5) -> torch.Tensor:
     """Per-pair loss (B,) of a residual/velocity ``param`` (B, 2, S, S); images and masks at size S."""
-    from monai.networks.blocks import DVF2DDF
-
     from .registration import affine_points
 
-    r = DVF2DDF(num_steps=settings.int_steps, mode="bilinear", padding_mode="zeros")(param) if settings.integrate else param
+    r = integrate_velocity(param, settings.int_steps) if settings.integrate else param
     u = r
     if affine is not None:
         g = identity_grid(r.shape[2:], device=r.device).expand(r.shape[0], -1, -1, -1)

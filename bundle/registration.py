@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .data import REPO_ROOT, load_split, random_pairs, sample_pairs, train_val_ids
 from .metrics import folding
 from .networks.registration import MultiScaleRegNet
-from .spatial import identity_grid, resize_ddf, resize_image, resize_mask, warp
+from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, resize_mask, warp
 
 __all__ = [
     "RegSettings",
@@ -162,10 +162,8 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
         s = refine_size  # the field now lives on the refinement grid
     velocity = None
     if settings.integrate:
-        from monai.networks.blocks import DVF2DDF
-
         velocity = out
-        out = DVF2DDF(num_steps=settings.int_steps, mode="bilinear", padding_mode="zeros")(velocity)
+        out = integrate_velocity(velocity, settings.int_steps)
     residual = out
 
     def total(r):

@@ -29,6 +29,7 @@ __all__ = [
     "jacobian_determinant",
     "compose_ddf",
     "affine_ddf",
+    "integrate_velocity",
 ]
 
 _WARPS: dict = {}
@@ -45,6 +46,22 @@ def _warp_op(mode: str, padding_mode: str):
             warnings.simplefilter("ignore")
             _WARPS[key] = Warp(mode=mode, padding_mode=padding_mode)
     return _WARPS[key]
+
+
+_INTEGRATORS: dict = {}
+
+
+def integrate_velocity(velocity: torch.Tensor, num_steps: int = 7) -> torch.Tensor:
+    """Stationary velocity field (B, 2, H, W) -> displacement by scaling and squaring (MONAI ``DVF2DDF``)."""
+    if num_steps not in _INTEGRATORS:
+        import warnings
+
+        from monai.networks.blocks import DVF2DDF
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _INTEGRATORS[num_steps] = DVF2DDF(num_steps=num_steps, mode="bilinear", padding_mode="zeros")
+    return _INTEGRATORS[num_steps](velocity)
 
 
 def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear", padding_mode: str = "border") -> torch.Tensor:

@@ -85,9 +85,18 @@ def test_affine_plus_zero_residual_equals_the_affine_at_any_size():
         predict_field(_zero_net(), st, moving, fixed)  # masks are needed
 
 
+def _two_lungs(size, scales):
+    r, c = np.mgrid[0:size, 0:size].astype(np.float32)
+    m = np.zeros((size, size), bool)
+    for cc, s in zip((0.3, 0.7), scales):
+        m |= ((r - size / 2) / (0.3 * size * s)) ** 2 + ((c - size * cc) / (0.12 * size * s)) ** 2 <= 1
+    return torch.from_numpy(m.astype(np.float32))[None, None]
+
+
 def _pair_batch(n=4, size=64):
-    fixed = torch.cat([_blob(size)] * n)
-    moving = torch.cat([_blob(size, shift=(3, -2), scale=(1.1, 0.9))] * n)
+    # one lung shrinks and the other grows: no affine map explains it, so the network has work to do
+    fixed = torch.cat([_two_lungs(size, (1.0, 1.0))] * n)
+    moving = torch.cat([_two_lungs(size, (0.85, 1.15))] * n)
     return {"moving": moving * 0.8 + 0.1, "fixed": fixed * 0.8 + 0.1, "moving_mask": moving, "fixed_mask": fixed,
             "moving_attn": moving, "fixed_attn": fixed}
 
@@ -106,7 +115,7 @@ def test_training_iterations_lower_the_loss(affine, integrate):
     assert set(first) >= {"loss", "ncc", "ssim", "ce", "df", "folds"}
     for _ in range(15):
         last = step(eng, b)
-    assert last["loss"] < first["loss"]
+    assert last["loss"] < first["loss"] - 0.01
     res = EvalStep(st)(eng, b)
     assert res["pred"].shape == (4, 2, 64, 64) and set(torch.unique(res["pred"]).tolist()) <= {0.0, 1.0}
 

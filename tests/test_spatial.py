@@ -125,3 +125,13 @@ def test_rotation_by_90_degrees_turns_a_line():
     out = warp(img, affine_ddf(rot, (n, n)), mode="nearest")
     assert out[0, 0, 3:18, 10].sum() == 15 and out[0, 0, 10].sum() == 1
     assert math.isclose(float(jacobian_determinant(affine_ddf(rot, (n, n))).mean()), 1.0, abs_tol=1e-5)
+
+
+def test_integrated_constant_velocity_is_that_translation():
+    from bundle.spatial import integrate_velocity
+
+    v = torch.zeros(1, 2, 32, 32)
+    v[:, 1] = 2.0
+    u = integrate_velocity(v, 7)
+    # a constant velocity integrates to the same constant displacement (away from the zero-padded border)
+    torch.testing.assert_close(u[..., 8:-8, 8:-8], v[..., 8:-8, 8:-8], atol=1e-4, rtol=0)
