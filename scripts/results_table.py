@@ -2,7 +2,8 @@
 
     python scripts/results_table.py [--dir docs/results] [--methods identity elastix syn ours]
 
-Reads <dir>/<DATASET>_<method>/summary.json as written by `cxreg evaluate ... --out <dir>/<DATASET>_<method>`.
+Reads <dir>/<DATASET>_<method>/summary.json as written by `cxreg evaluate ... --out <dir>/<DATASET>_<method>`;
+a method written SUB/NAME reads <dir>/SUB/<DATASET>_<NAME>/ (e.g. registration/diffeo).
 """
 
 import argparse
@@ -26,12 +27,14 @@ print("| Dataset | Method | DSC | HD | ASSD | JAC | JAC % | pairs | s/pair | sou
 print("|---|---|---|---|---|---|---|---|---|---|")
 for ds in ("JSRT", "MONT", "SHEN"):
     for m in a.methods:
-        f = Path(a.dir) / f"{ds}_{m}" / "summary.json"
+        sub, _, name = m.rpartition("/")
+        f = Path(a.dir) / sub / f"{ds}_{name}" / "summary.json"
         if not f.is_file():
             continue
         s = json.loads(f.read_text())
         mt = s["metrics"]
-        print(f"| {ds} | {m} | {cell(mt, 'dsc')} | {cell(mt, 'hd', 2)} | {cell(mt, 'assd', 2)} | {cell(mt, 'jac', 1)} | "
+        label = f"ours ({name})" if sub == "registration" else m
+        print(f"| {ds} | {label} | {cell(mt, 'dsc')} | {cell(mt, 'hd', 2)} | {cell(mt, 'assd', 2)} | {cell(mt, 'jac', 1)} | "
               f"{mt['jac_pct']['mean']:.3f} | {s['n_pairs']}{' (all)' if s['all_pairs'] else ''} | "
               f"{mt['seconds']['median']:.3f} | measured |")
     for name in a.paper:
