@@ -256,3 +256,27 @@ def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overw
         except InputError as e:
             status.append({"pair": name, "ok": False, "error": str(e)})
     return status
+
+
+def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
+                     model="JSRT", seg_model=None, device="cpu", overwrite=False, refine_steps=0) -> list[dict]:
+    """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV)."""
+    from .cli import read_pairs_csv
+
+    if pairs_csv:
+        pairs, single = read_pairs_csv(pairs_csv), False
+    elif moving and fixed:
+        pairs = [{"moving": moving, "fixed": fixed, "moving_mask": moving_mask, "fixed_mask": fixed_mask}]
+        single = True
+    else:
+        raise InputError("give --moving and --fixed, or --pairs_csv")
+    status = register_files(pairs, output_dir, model=model, device=device, overwrite=overwrite, single=single,
+                            refine_steps=refine_steps, seg_model=seg_model)
+    for s in status:
+        print(f"{s['pair']}: " + (f"JAC {s['jac']} -> {s['out']}" if s["ok"] else f"FAILED: {s['error']}"))
+    if not single:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "summary.json").write_text(json.dumps(status, indent=2))
+    if not any(s["ok"] for s in status):
+        raise InputError("no pair could be registered")
+    return status

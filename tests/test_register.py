@@ -87,3 +87,16 @@ def test_pairs_csv_errors(tmp_path, capsys):
     assert main(["register", "--pairs", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "needs the columns moving,fixed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
+    from .test_bundles import monai_bundle
+    from .conftest import REPO
+
+    d = _pair(tmp_path, (64, 64))
+    out = tmp_path / "bundle_out"
+    monai_bundle("run", "inference", "--config_file", str(REPO / "configs" / "inference.json"),
+                 "--moving", str(d / "moving.png"), "--fixed", str(d / "fixed.png"), "--output_dir", str(out),
+                 "--model_path", str(models / "reg.pt"), "--seg_model", str(models / "seg.pt"), cwd=tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
+                                                      "warped.png", "warped_mask.png"]
