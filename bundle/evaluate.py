@@ -13,10 +13,7 @@ import csv
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -24,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .data import load_split, resolve_data_dir, sample_pairs
+from .io import atomic_dir
 from .metrics import pair_metrics, summarise
 from .spatial import warp
 
@@ -132,12 +130,9 @@ def evaluate(
         method_fn.setup(data)
     pairs = sample_pairs(len(data), max_pairs, seed)
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     rows, values = [], {k: [] for k in ("dsc", "hd", "assd", "jac", "jac_pct", "seconds")}
     t_start = time.perf_counter()
-    try:
+    with atomic_dir(out) as tmp:
         bar = tqdm(total=len(pairs), desc=f"{method} {dataset}", unit="pair", disable=not progress)
         for b0 in range(0, len(pairs), batch_size):
             chunk = pairs[b0 : b0 + batch_size]
@@ -182,11 +177,4 @@ def evaluate(
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
         header = "| Dataset | Method | DSC | HD | ASSD | JAC | pairs |\n|---|---|---|---|---|---|---|\n"
         (tmp / "table.md").write_text(header + table_row(summary, method) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.chmod(tmp, 0o755)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return summary

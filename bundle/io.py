@@ -12,11 +12,14 @@ opens upright in ITK-SNAP, 3D Slicer and ``itk.imread``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "IMAGE_SUFFIXES", "is_nifti", "load_image", "load_mask", "save_image", "stem"]
+__all__ = ["InputError", "IMAGE_SUFFIXES", "is_nifti", "load_image", "load_mask", "save_image", "stem", "atomic_dir"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz")
 
@@ -133,3 +136,23 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, f
         Image.fromarray(arr).save(str(path))
     else:
         raise ValueError(f"{path}: unsupported output type (use .png, .nii or .nii.gz)")
+
+
+@contextmanager
+def atomic_dir(dest: str | os.PathLike):
+    """Yield a temporary folder beside ``dest``; on success it replaces ``dest``, on error it is removed.
+
+    So a failed or interrupted run never leaves a half-written ``dest`` behind.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.chmod(0o755)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -19,14 +19,12 @@ way and thresholded at 0.5 to 0/255. Writes ``<out>/<DATASET>/{images,masks}/<id
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .io import InputError
+from .io import InputError, atomic_dir
 
 __all__ = ["prepare", "read_jsrt_img", "pad_to_square", "downsample"]
 
@@ -126,10 +124,8 @@ def prepare(dataset: str, source, out, size: int = 256, overwrite: bool = False,
     dest = out / dataset
     if dest.exists() and not overwrite:
         raise InputError(f"{dest}: already exists (use --overwrite to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", dir=out))
     ids = []
-    try:
+    with atomic_dir(dest) as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         for i, img, mask_paths in READERS[dataset](source):
@@ -148,13 +144,6 @@ def prepare(dataset: str, source, out, size: int = 256, overwrite: bool = False,
             ids.append(i)
         if not ids:
             raise InputError(f"{source}: no {dataset} image with its mask(s) found (see `cxreg prepare-data --help`)")
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.chmod(0o755)
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     _add_split(out / "splits.json", dataset, ids, test_fraction, seed)
     return {"images": len(ids)}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .losses import GlobalNCCLoss, TotalVariationLoss
+from .losses import GlobalNCCLoss
 from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, warp
 
 __all__ = ["refine_residual", "refine_loss"]

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import InputError, is_nifti, load_image, load_mask, save_image, stem
+from .io import InputError, atomic_dir, is_nifti, load_image, load_mask, save_image, stem
 from .metrics import pair_metrics
 from .spatial import jacobian_determinant, resize_image
 
@@ -174,9 +172,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: output folder exists (use --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         fixed_img = load_image(fixed_path)
         mov = load_image(moving_path)
         warped = res["warped"]
@@ -211,13 +207,6 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
              [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
         (tmp / "metrics.json").write_text(json.dumps({"fixed": str(fixed_path), "moving": str(moving_path),
                                                       **metrics_of(res)}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.chmod(0o755)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -16,7 +16,6 @@ warped (contours: green fixed mask, red warped mask), deformation grid, Jacobian
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bundle.data import load_split
@@ -60,7 +59,7 @@ if a.what in ("segmentation", "autoencoder"):
     tile(rows, labels).save(a.out)
 else:
     from bundle.data import sample_pairs
-    from bundle.registration import OursMethod, predict_field
+    from bundle.registration import OursMethod
     from bundle.spatial import jacobian_determinant, warp
 
     d = load_split(a.dataset, "test")

@@ -65,7 +65,7 @@ def test_exact_translation_method_scores_perfectly(tmp_path):
 def test_max_pairs_is_a_seeded_sample(toy_data, tmp_path):
     a = evaluate("identity", "TOY", tmp_path / "a", data_dir=toy_data, size=64, max_pairs=6, seed=1, progress=False)
     b = evaluate("identity", "TOY", tmp_path / "b", data_dir=toy_data, size=64, max_pairs=6, seed=1, progress=False)
-    assert a["n_pairs"] == 6 and not a["all_pairs"]
+    assert a["n_pairs"] == b["n_pairs"] == 6 and not a["all_pairs"]
     pa = [r.split(",")[:2] for r in (tmp_path / "a" / "pairs.csv").read_text().splitlines()]
     pb = [r.split(",")[:2] for r in (tmp_path / "b" / "pairs.csv").read_text().splitlines()]
     assert len(pa) == 7 and pa == pb

@@ -1,4 +1,3 @@
-import math
 import types
 
 import numpy as np
