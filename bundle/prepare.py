@@ -60,14 +60,17 @@ def _read_mask(path: Path) -> np.ndarray:
     return arr > 0
 
 
-def pad_to_square(arr: np.ndarray) -> np.ndarray:
-    """Zero-pad an (H, W) array to max(H, W) square, image centred (extra pixel after)."""
+def pad_to_square(arr: np.ndarray, return_offsets: bool = False):
+    """Zero-pad an (H, W) array to max(H, W) square, image centred (extra pixel after).
+
+    With ``return_offsets`` also returns the (top, left) position of the image in the square.
+    """
     h, w = arr.shape
     s = max(h, w)
     top, left = (s - h) // 2, (s - w) // 2
     out = np.zeros((s, s), dtype=arr.dtype)
     out[top : top + h, left : left + w] = arr
-    return out
+    return (out, (top, left)) if return_offsets else out
 
 
 def downsample(arr: np.ndarray, size: int) -> np.ndarray:

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from .data import REPO_ROOT, load_split
-from .io import InputError
 from .metrics import assd, dice, hausdorff
 from .networks import LungSegNet, MaskAutoEncoder
 from .workflow import load_weights
@@ -124,8 +123,3 @@ def evaluate_autoencoder(net: MaskAutoEncoder, dataset: str, split: str = "test"
     recon = (F.interpolate(p, size=d.masks.shape[2:], mode="bilinear", align_corners=False) > 0.5).float()
     return {"ids": d.ids, **_scores(recon, d.masks)}
 
-
-def require_file(path: Path) -> Path:
-    if not Path(path).is_file():
-        raise InputError(f"{path}: not found")
-    return Path(path)

@@ -38,13 +38,11 @@ def _unit(arr: np.ndarray, path="image") -> np.ndarray:
 
 def _to_square(arr: np.ndarray, size: int, mask: bool = False):
     """Zero-pad (H, W) to a centred square, resample to size; returns (tensor (1,1,S,S), pad (top, left), side)."""
-    h, w = arr.shape
-    s = max(h, w)
-    top, left = (s - h) // 2, (s - w) // 2
-    sq = np.zeros((s, s), np.float32)
-    sq[top : top + h, left : left + w] = arr
+    from .prepare import pad_to_square
+
+    sq, pad = pad_to_square(arr.astype(np.float32), return_offsets=True)
     t = resize_image(torch.from_numpy(sq)[None, None], size)
-    return ((t > 0.5).float() if mask else t), (top, left), s
+    return ((t > 0.5).float() if mask else t), pad, sq.shape[0]
 
 
 class Registrar:

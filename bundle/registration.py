@@ -19,13 +19,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import REPO_ROOT, load_split, random_pairs, sample_pairs, train_val_ids
+from .data import load_split, random_pairs, sample_pairs, train_val_ids
 from .metrics import folding
 from .networks.registration import MultiScaleRegNet
 from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, resize_mask, warp
@@ -115,10 +114,9 @@ def affine_points(a, cm, cf, points: torch.Tensor) -> torch.Tensor:
     return xm * n - 0.5 - points
 
 
-def _to_size(x: torch.Tensor, size: int, mask: bool = False) -> torch.Tensor:
-    if tuple(x.shape[2:]) == (size, size):
-        return x
-    return resize_image(x, size) if not mask else resize_image(x.float(), size)  # soft masks keep fractions
+def _to_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Area resampling to the working size; masks stay soft (area fractions), as the attention uses them."""
+    return resize_image(x, size)
 
 
 def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Tensor, fixed: torch.Tensor,
@@ -134,8 +132,8 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
     s = settings.work_size
     out_size = tuple(out_size or moving.shape[2:])
     m, f = _to_size(moving, s), _to_size(fixed, s)
-    ma = _to_size(moving_attn, s, True) if moving_attn is not None else None
-    fa = _to_size(fixed_attn, s, True) if fixed_attn is not None else None
+    ma = _to_size(moving_attn, s) if moving_attn is not None else None
+    fa = _to_size(fixed_attn, s) if fixed_attn is not None else None
     if settings.attention:
         if ma is None or fa is None:
             raise ValueError("attention is on: moving_attn and fixed_attn masks are needed")
@@ -179,8 +177,8 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
 
 
 # --------------------------------------------------------------------------------------------- data
-def attention_masks(images: torch.Tensor, seg_model: str | os.PathLike | None, dataset: str | None = None,
-                    truth: torch.Tensor | None = None, batch_size: int = 16) -> torch.Tensor:
+def attention_masks(images: torch.Tensor, seg_model: str | os.PathLike | None, truth: torch.Tensor | None = None,
+                    batch_size: int = 16) -> torch.Tensor:
     """Lung masks used as attention: predicted by the segmentation model (cleaned), or the true masks.
 
     ``seg_model`` is a dataset name (shipped weights), a weights path, or ``None``/``"truth"`` for ``truth``.
@@ -365,26 +363,12 @@ def build_registration(settings: RegSettings) -> MultiScaleRegNet:
 
 def save_registration(src_checkpoint: str | os.PathLike, dst: str | os.PathLike, settings: RegSettings) -> str:
     """Write ``{"model": state_dict, "settings": dict}`` (tensors and plain values only) atomically."""
-    import tempfile
-
-    from .workflow import load_weights
+    from .workflow import load_weights, save_atomic
 
     sd = load_weights(src_checkpoint)
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
-    os.close(fd)
-    torch.save({"model": {k: v.detach().cpu() for k, v in sd.items()}, "settings": asdict(settings)}, tmp)
-    os.replace(tmp, dst)
+    save_atomic({"model": {k: v.detach().cpu() for k, v in sd.items()}, "settings": asdict(settings)}, dst)
     print(f"saved registration model to {dst}")
     return str(dst)
-
-
-def registration_path(model: str | os.PathLike) -> Path:
-    m = str(model)
-    if m.upper() in ("JSRT", "MONT", "SHEN"):
-        return REPO_ROOT / "models" / f"registration_{m.upper()}.pt"
-    return Path(m)
 
 
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:
@@ -392,7 +376,9 @@ def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[
     from .io import InputError
     from .workflow import safe_load
 
-    p = registration_path(model)
+    from .priors import weights_path
+
+    p = weights_path("registration", model)
     ck = safe_load(p, device)
     if not isinstance(ck, dict) or "model" not in ck or "settings" not in ck:
         raise InputError(f"{p}: not a cxreg registration model (needs 'model' and 'settings')")

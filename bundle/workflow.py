@@ -13,7 +13,7 @@ import torch
 
 from .io import InputError
 
-__all__ = ["safe_load", "load_weights", "export_weights", "resume_path", "write_json"]
+__all__ = ["safe_load", "load_weights", "save_atomic", "export_weights", "resume_path", "write_json"]
 
 
 def safe_load(path: str | os.PathLike, map_location="cpu"):
@@ -39,15 +39,21 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
     return sd
 
 
-def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
-    """Copy the network state dict of checkpoint ``src`` to ``dst`` (tensors only, atomic write)."""
-    sd = load_weights(src)
+def save_atomic(obj, dst: str | os.PathLike) -> str:
+    """``torch.save`` to a temporary file beside ``dst``, then rename: no half-written weights file."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
     os.close(fd)
-    torch.save({k: v.detach().cpu() for k, v in sd.items()}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, dst)
+    return str(dst)
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy the network state dict of checkpoint ``src`` to ``dst`` (tensors only, atomic write)."""
+    sd = load_weights(src)
+    save_atomic({k: v.detach().cpu() for k, v in sd.items()}, dst)
     print(f"saved weights to {dst}")
     return str(dst)
 
