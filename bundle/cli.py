@@ -22,7 +22,7 @@ def _cmd_evaluate(a) -> int:
         method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
                                refine_size=a.refine_size)
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
-                 seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn)
+                 seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard)
     m = s["metrics"]
     print(f"{a.method} on {a.dataset}/{a.split}: {s['n_pairs']} pairs in {s['wall_seconds']:.1f} s")
     print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  ASSD {m['assd']['mean']:.3f}  "
@@ -77,6 +77,10 @@ def _cmd_register(a) -> int:
             raise ValueError("give MOVING FIXED (or --pairs PAIRS.csv)")
         pairs = [{"moving": a.moving, "fixed": a.fixed, "moving_mask": a.moving_mask, "fixed_mask": a.fixed_mask}]
     single = not a.pairs
+    if a.shard:
+        from .distributed import shard_items
+
+        pairs = shard_items(pairs, a.shard)
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
                             seg_model=a.seg_model)
@@ -135,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm (distances in mm)")
     e.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--shard", default=None, help="i/n: score only every n-th pair from the i-th (merge the CSVs after)")
     e.set_defaults(func=_cmd_evaluate)
 
     g = sub.add_parser("register", help="register MOVING onto FIXED (PNG/NIfTI) with the shipped models")
@@ -150,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--shard", default=None, help="i/n: with --pairs, register only every n-th pair from the i-th "
+                   "(one process or GPU per shard)")
     g.set_defaults(func=_cmd_register)
 
     r = sub.add_parser("prepare-data", help="convert an official JSRT/MONT/SHEN download into cxreg's layout")
@@ -163,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show version and the datasets found")
     i.add_argument("--data-dir", default=None)
     i.set_defaults(func=_cmd_info)
+
+    # sub-commands that live in their own modules: each defines add_parser(subparsers)
+    import importlib
+
+    for mod in ("export", "benchmark"):
+        importlib.import_module(f".{mod}", __package__).add_parser(sub)
     return p
 
 

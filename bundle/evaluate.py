@@ -112,11 +112,13 @@ def evaluate(
     progress: bool = True,
     method_fn: Method | None = None,
     batch_size: int | None = None,
+    shard: str | None = None,
 ) -> dict:
     """Register and score ordered pairs of ``dataset``/``split``; returns the summary dict.
 
     ``max_pairs`` draws a seeded sample (``seed``) of the n(n-1) ordered pairs. Outputs are written to a
     temporary folder next to ``out`` and renamed at the end, so an interrupted run leaves nothing behind.
+    ``shard="i/n"`` scores every n-th of those pairs from the i-th (see :func:`bundle.distributed.shard_items`).
     """
     if method_fn is None:
         if method not in METHODS:
@@ -129,6 +131,10 @@ def evaluate(
     if hasattr(method_fn, "setup"):
         method_fn.setup(data)
     pairs = sample_pairs(len(data), max_pairs, seed)
+    if shard:
+        from .distributed import shard_items
+
+        pairs = shard_items(pairs, shard)
 
     rows, values = [], {k: [] for k in ("dsc", "hd", "assd", "jac", "jac_pct", "seconds")}
     t_start = time.perf_counter()
@@ -166,6 +172,7 @@ def evaluate(
             "n_images": len(data),
             "n_pairs": len(pairs),
             "all_pairs": len(pairs) == len(data) * (len(data) - 1),
+            "shard": shard,
             "seed": seed,
             "size": size,
             "units": "mm" if spacing else "pixels",
