@@ -13,7 +13,8 @@ import torch
 
 from .io import InputError
 
-__all__ = ["safe_load", "load_weights", "save_atomic", "export_weights", "resume_path", "write_json"]
+__all__ = ["safe_load", "load_weights", "save_atomic", "export_weights", "resume_path", "write_json", "RunSummary",
+           "first_reaching"]
 
 
 def safe_load(path: str | os.PathLike, map_location="cpu"):
@@ -95,32 +96,87 @@ class EpochSetter:
 
 
 class RunSummary:
-    """Handler: write ``summary.json`` (epochs, iterations, wall seconds, best metric, device, threads) at the end."""
+    """Handler: write ``summary.json`` (epochs, iterations, wall seconds, best metric, validation history, device,
+    threads) after every validation and at the end of training.
+
+    ``history`` is a list of ``{"epoch", "iteration", "seconds", "metric"}``, one entry each time ``evaluator``
+    completes: the trainer's epoch and iteration then, the wall seconds since training started (summed over resumed
+    runs: a resumed run continues the history of the ``summary.json`` it finds, from the epoch it resumes at), and the
+    evaluator's key metric. Only rank 0 writes when ``torch.distributed`` is initialised.
+    """
 
     def __init__(self, path: str, evaluator=None, extra: dict | None = None):
         self.path, self.evaluator, self.extra = path, evaluator, extra or {}
         self.timer = Timer()
+        self.trainer = None
+        self.history: list[dict] = []
+        self.offset = 0.0  # wall seconds of earlier runs this one resumes
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        engine.add_event_handler(Events.STARTED, lambda e: setattr(self, "timer", Timer()))
+        self.trainer = engine
+        # attach after a CheckpointLoader: its STARTED handler restores the epoch this one reads
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.COMPLETED, self._write)
+        if self.evaluator is not None:
+            self.evaluator.add_event_handler(Events.COMPLETED, self._validated)
 
-    def _write(self, engine) -> None:
+    def _started(self, engine) -> None:
+        self.timer, self.history, self.offset = Timer(), [], 0.0
+        start_epoch = engine.state.epoch
+        p = Path(self.path)
+        if start_epoch > 0 and p.is_file():  # resumed: continue the earlier run's history and clock
+            try:
+                old = json.loads(p.read_text())
+            except (OSError, ValueError):
+                old = {}
+            self.history = [h for h in old.get("history", []) if h.get("epoch", 0) <= start_epoch]
+            self.offset = float(old.get("wall_seconds_total", old.get("wall_seconds_this_run", 0.0)))
+
+    def _validated(self, evaluator) -> None:
+        st = evaluator.state
+        key = getattr(st, "key_metric_name", None)
+        value = st.metrics.get(key) if key is not None else None
+        tr = self.trainer.state if self.trainer is not None else st
+        self.history.append({
+            "epoch": int(tr.epoch),
+            "iteration": int(tr.iteration),
+            "seconds": round(self.offset + self.timer.elapsed(), 2),
+            "metric": None if value is None else float(value),
+        })
+        if self.trainer is not None:
+            self._write(self.trainer, completed=False)
+
+    def _write(self, engine, completed: bool = True) -> None:
         import os
         import platform
 
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
         ev = self.evaluator
+        key = getattr(ev.state, "key_metric_name", None) if ev is not None else None
         data = {
             "epochs": engine.state.epoch,
             "iterations": engine.state.iteration,
-            "wall_seconds_this_run": round(self.timer.elapsed(), 1),
+            "completed": completed,
+            "wall_seconds_this_run": round(self.timer.elapsed(), 2),
+            "wall_seconds_total": round(self.offset + self.timer.elapsed(), 2),
             "best_metric": getattr(ev.state, "best_metric", None) if ev is not None else None,
             "best_metric_epoch": getattr(ev.state, "best_metric_epoch", None) if ev is not None else None,
-            "device": str(engine.state.device),
+            "key_metric": key,
+            "history": self.history,
+            "device": str(getattr(engine.state, "device", "cpu")),
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             **self.extra,
         }
         write_json(self.path, data)
+
+
+def first_reaching(history: list[dict], threshold: float) -> dict | None:
+    """The first entry of a :class:`RunSummary` history whose ``metric`` is ``>= threshold``; None if none is."""
+    for h in history:
+        if h.get("metric") is not None and h["metric"] >= threshold:
+            return h
+    return None
