@@ -41,9 +41,11 @@ __all__ = [
     "TrainStep",
     "EvalStep",
     "build_registration",
+    "init_weights",
     "load_registration",
     "save_registration",
     "attention_masks",
+    "soften_attention",
     "OursMethod",
 ]
 
@@ -57,6 +59,7 @@ class RegSettings:
     affine: bool = False
     integrate: bool = False
     int_steps: int = 7
+    attention_margin: float = 0.0  # soft widening of the attention masks, in pixels of a 256 x 256 image
     net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
 
     @classmethod
@@ -114,6 +117,19 @@ def affine_points(a, cm, cf, points: torch.Tensor) -> torch.Tensor:
     return xm * n - 0.5 - points
 
 
+def soften_attention(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Widen a (soft) mask (B, 1, H, W) by ``radius`` pixels with a linear ramp: max-pool, then box average.
+
+    Inside the mask the result stays 1; it falls to 0 about ``2 * radius`` pixels outside it, so the network
+    sees the image around the predicted lung border instead of a hard cut at it. ``radius <= 0``: unchanged.
+    """
+    if radius <= 0:
+        return mask
+    k = 2 * radius + 1
+    dil = F.max_pool2d(mask, k, stride=1, padding=radius)
+    return F.avg_pool2d(F.pad(dil, (radius,) * 4, mode="replicate"), k, stride=1)
+
+
 def _to_size(x: torch.Tensor, size: int) -> torch.Tensor:
     """Area resampling to the working size; masks stay soft (area fractions), as the attention uses them."""
     return resize_image(x, size)
@@ -137,7 +153,8 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
     if settings.attention:
         if ma is None or fa is None:
             raise ValueError("attention is on: moving_attn and fixed_attn masks are needed")
-        m, f = m * ma, f * fa
+        r = int(round(settings.attention_margin * s / 256))
+        m, f = m * soften_attention(ma, r), f * soften_attention(fa, r)
     aff = None
     if settings.affine:
         if ma is None or fa is None:
@@ -369,6 +386,26 @@ def save_registration(src_checkpoint: str | os.PathLike, dst: str | os.PathLike,
     save_atomic({"model": {k: v.detach().cpu() for k, v in sd.items()}, "settings": asdict(settings)}, dst)
     print(f"saved registration model to {dst}")
     return str(dst)
+
+
+def init_weights(net: torch.nn.Module, init: str | os.PathLike | None) -> torch.nn.Module:
+    """Start training from shipped or saved registration weights (``--init JSRT|MONT|SHEN|PATH``); None: as built.
+
+    The architecture must match (a clear error names the file otherwise); the saved settings are not applied,
+    so e.g. a 64 x 64 model can be fine-tuned at ``--work_size 128``.
+    """
+    if init is None or str(init).lower() in ("", "none", "null"):
+        return net
+    from .io import InputError
+    from .priors import weights_path
+    from .workflow import load_weights
+
+    p = weights_path("registration", init)
+    try:
+        net.load_state_dict(load_weights(p))
+    except RuntimeError as e:
+        raise InputError(f"{p}: does not fit this network ({str(e).splitlines()[0][:160]})") from None
+    return net
 
 
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:

@@ -141,3 +141,32 @@ def test_shipped_jsrt_model_reaches_095_on_50_pairs(tmp_path):
 
     s = evaluate("ours", "JSRT", tmp_path / "e", max_pairs=50, progress=False, method_fn=OursMethod("JSRT"))
     assert s["n_pairs"] == 50 and s["metrics"]["dsc"]["mean"] >= 0.95
+
+
+def test_soften_attention_keeps_the_mask_and_ramps_outside():
+    from bundle.registration import soften_attention
+
+    m = torch.zeros(1, 1, 32, 32)
+    m[..., 10:20, 10:20] = 1
+    assert torch.equal(soften_attention(m, 0), m)
+    s = soften_attention(m, 2)
+    assert torch.equal(s[..., 10:20, 10:20], torch.ones(1, 1, 10, 10))  # inside unchanged
+    row = s[0, 0, 15]
+    # 1 px outside: averaged over 5 columns of which 4 are in the 2-px dilation -> 4/5; 2 px: 3/5 ... 4 px: 1/5
+    assert torch.allclose(row[20:25], torch.tensor([0.8, 0.6, 0.4, 0.2, 0.0]), atol=1e-6)
+    assert float(s[..., :6, :].sum()) == 0.0  # nothing beyond 2 * radius
+
+
+def test_init_weights_copies_a_saved_model_and_names_a_misfit(tmp_path):
+    from bundle.io import InputError
+    from bundle.networks import MultiScaleRegNet
+    from bundle.registration import init_weights
+
+    src = MultiScaleRegNet(channels=(4, 8, 8, 8, 8))
+    torch.save({"model": src.state_dict(), "settings": {}}, tmp_path / "m.pt")
+    dst = init_weights(MultiScaleRegNet(channels=(4, 8, 8, 8, 8)), tmp_path / "m.pt")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    fresh = MultiScaleRegNet(channels=(4, 8, 8, 8, 8))
+    assert init_weights(fresh, None) is fresh
+    with pytest.raises(InputError, match="m.pt: does not fit"):
+        init_weights(MultiScaleRegNet(channels=(8, 8, 8, 8, 8)), tmp_path / "m.pt")
