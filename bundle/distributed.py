@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["parse_shard", "shard_items", "rank_world"]
+__all__ = ["parse_shard", "shard_items", "rank_world", "dist_rank", "writer_handler_types", "drop_writers"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -36,3 +36,31 @@ def shard_items(items: list, spec: str | None = None) -> list:
     """
     i, n = parse_shard(spec)
     return list(items)[i::n]
+
+
+def dist_rank() -> int:
+    """The ``torch.distributed`` rank when a process group is initialised, else torchrun's ``RANK`` (0 outside)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return rank_world()[0]
+
+
+def writer_handler_types() -> tuple[type, ...]:
+    """Handler classes that write logs, metrics or checkpoints: in distributed training only rank 0 attaches them."""
+    from monai import handlers as mh
+
+    from .workflow import RunSummary
+
+    names = ("StatsHandler", "TensorBoardStatsHandler", "TensorBoardImageHandler", "CheckpointSaver", "MetricsSaver",
+             "ClassificationSaver", "MLFlowHandler", "ClearMLStatsHandler", "ClearMLImageHandler")
+    return tuple(getattr(mh, n) for n in names if hasattr(mh, n)) + (RunSummary,)
+
+
+def drop_writers(handlers, rank: int | None = None) -> list:
+    """``handlers`` without ``None`` entries and, on ranks other than 0, without the writers
+    (:func:`writer_handler_types`): for ``multi_gpu_train.json``, robust to the order of the handler list."""
+    rank = dist_rank() if rank is None else int(rank)
+    kinds = writer_handler_types()
+    return [h for h in (handlers or []) if h is not None and (rank == 0 or not isinstance(h, kinds))]

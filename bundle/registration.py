@@ -232,24 +232,42 @@ class RegistrationBatches(torch.utils.data.Dataset):
     ``image`` = cat(moving, fixed) and ``label`` = fixed_mask for MONAI engines. With ``augment`` each image
     gets its own small random affine (rotation, scale, shift) applied to image and masks alike.
     Use with ``DataLoader(batch_size=None)``.
+
+    ``rank``: the process's rank in distributed training (:meth:`for_rank`); each rank draws its own pairs and
+    affines (rank 0 draws exactly what a single-process run draws), so ``N`` processes see ``N * batch_size``
+    different pairs per step.
     """
 
     def __init__(self, images, masks, attn, batches_per_epoch: int, batch_size: int, seed: int = 0,
-                 augment: bool = True, rot_deg: float = 5.0, scale: float = 0.05, shift_px: float = 3.0):
+                 augment: bool = True, rot_deg: float = 5.0, scale: float = 0.05, shift_px: float = 3.0,
+                 rank: int = 0):
         self.images, self.masks, self.attn = images.float(), masks.float(), attn.float()
         self.n, self.bpe, self.bs, self.seed = len(images), int(batches_per_epoch), int(batch_size), int(seed)
         self.augment, self.rot, self.scale = augment, math.radians(rot_deg), scale
         self.shift = 2 * shift_px / images.shape[-1]
         self.epoch = 0
+        self.rank = int(rank)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def for_rank(self, rank: int) -> "RegistrationBatches":
+        """Set the distributed rank (see the class docstring) and return ``self`` (for use in configs)."""
+        if int(rank) < 0:
+            raise ValueError(f"rank must be >= 0, got {rank}")
+        self.rank = int(rank)
+        return self
+
+    def _rng(self, i: int) -> np.random.Generator:
+        # rank 0 keeps the single-process seed (seed, epoch, i); other ranks append their rank
+        key = (self.seed, self.epoch, int(i)) + ((self.rank,) if self.rank else ())
+        return np.random.default_rng(key)
 
     def __len__(self) -> int:
         return self.bpe
 
     def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        rng = self._rng(i)
         pairs = random_pairs(self.n, self.bs, int(rng.integers(1 << 31)))
         mi = torch.tensor([p[0] for p in pairs])
         fi = torch.tensor([p[1] for p in pairs])
