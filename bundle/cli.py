@@ -16,13 +16,18 @@ def _cmd_evaluate(a) -> int:
 
     spacing = (a.spacing, a.spacing) if a.spacing else None
     method_fn = None
+    if not a.overwrite:  # before any model or data is loaded
+        from .io import check_writable
+
+        check_writable(a.out)
     if a.method == "ours":
         from .registration import OursMethod
 
         method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
                                refine_size=a.refine_size)
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
-                 seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard)
+                 seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard,
+                 overwrite=a.overwrite)
     m = s["metrics"]
     print(f"{a.method} on {a.dataset}/{a.split}: {s['n_pairs']} pairs in {s['wall_seconds']:.1f} s")
     print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  ASSD {m['assd']['mean']:.3f}  "
@@ -42,20 +47,27 @@ def read_pairs_csv(path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: pairs file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh)]
-    cols = set(rows[0]) if rows else set()
+    rows = []
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, skipinitialspace=True)
+            cols = {(c or "").strip() for c in (reader.fieldnames or [])}
+            for r in reader:  # csv skips blank lines; line_num is the file line of this row
+                rows.append((reader.line_num, {(k or "").strip(): v for k, v in r.items()}))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{p}: not a UTF-8 CSV file ({str(e).splitlines()[0][:120]})") from None
     if not {"moving", "fixed"} <= cols:
         raise InputError(f"{p}: needs the columns moving,fixed (found {sorted(c for c in cols if c)})")
     pairs = []
-    for r in rows:
-        if not (r.get("moving") or "").strip() and not (r.get("fixed") or "").strip():
-            continue  # blank line
-        d = {k: str((p.parent / r[k].strip()) if not Path(r[k].strip()).is_absolute() else r[k].strip())
-             for k in ("moving", "fixed", "moving_mask", "fixed_mask") if (r.get(k) or "").strip()}
-        if "moving" not in d or "fixed" not in d:
-            raise InputError(f"{p}: a row lacks its moving or fixed path: {r}")
-        if d not in pairs:
+    for n, r in rows:
+        val = {k: (r.get(k) or "").strip() if isinstance(r.get(k), str) else "" for k in
+               ("moving", "fixed", "moving_mask", "fixed_mask")}
+        if not val["moving"] and not val["fixed"]:
+            continue  # an empty row (",,")
+        if not (val["moving"] and val["fixed"]):
+            raise InputError(f"{p}: line {n}: a row lacks its moving or fixed path")
+        d = {k: str(v if Path(v).is_absolute() else p.parent / v) for k, v in val.items() if v}
+        if d not in pairs:  # duplicate rows are registered once
             pairs.append(d)
     if not pairs:
         raise InputError(f"{p}: no pairs in this file")
@@ -63,10 +75,7 @@ def read_pairs_csv(path) -> list[dict]:
 
 
 def _cmd_register(a) -> int:
-    import json
-    from pathlib import Path
-
-    from .register import register_files
+    from .register import register_files, write_summary
 
     if a.pairs:
         if a.moving or a.fixed:
@@ -89,12 +98,14 @@ def _cmd_register(a) -> int:
         if s["ok"]:
             extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "assd") if k in s)
             print(f"{s['pair']}: JAC {s['jac']}{extra} -> {s['out']}")
+        elif single:
+            print(f"cxreg register: error: {s['error']}", file=sys.stderr)
         else:
             print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
     if not single:
-        Path(a.out).mkdir(parents=True, exist_ok=True)
-        (Path(a.out) / "summary.json").write_text(json.dumps(status, indent=2))
-        print(f"{len(ok)} of {len(status)} pairs registered; summary in {a.out}/summary.json")
+        write_summary(a.out, status)
+        failed = "".join(f"\n  failed: {s['pair']}: {s['error']}" for s in status if not s["ok"])
+        print(f"{len(ok)} of {len(status)} pairs registered; summary in {a.out}/summary.json{failed}")
     return 0 if len(ok) == len(status) else 1
 
 
@@ -137,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pairs", type=int, default=None, help="seeded sample of this many ordered pairs")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm (distances in mm)")
-    e.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+    e.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--shard", default=None, help="i/n: score only every n-th pair from the i-th (merge the CSVs after)")
     e.set_defaults(func=_cmd_evaluate)

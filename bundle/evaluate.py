@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .data import load_split, resolve_data_dir, sample_pairs
-from .io import atomic_dir
+from .io import atomic_dir, check_writable
 from .metrics import pair_metrics, summarise
 from .spatial import warp
 
@@ -113,13 +113,17 @@ def evaluate(
     method_fn: Method | None = None,
     batch_size: int | None = None,
     shard: str | None = None,
+    overwrite: bool = True,
 ) -> dict:
     """Register and score ordered pairs of ``dataset``/``split``; returns the summary dict.
 
     ``max_pairs`` draws a seeded sample (``seed``) of the n(n-1) ordered pairs. Outputs are written to a
     temporary folder next to ``out`` and renamed at the end, so an interrupted run leaves nothing behind.
     ``shard="i/n"`` scores every n-th of those pairs from the i-th (see :func:`bundle.distributed.shard_items`).
+    ``overwrite=False`` (``cxreg evaluate`` without ``--overwrite``) refuses an ``out`` that exists and is not
+    empty; the Python default replaces it, as the scripts that rerun documented results expect.
     """
+    check_writable(out, overwrite)
     if method_fn is None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")

@@ -19,9 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "IMAGE_SUFFIXES", "is_nifti", "load_image", "load_mask", "save_image", "stem", "atomic_dir"]
+__all__ = ["InputError", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "image_shape", "load_image", "load_mask",
+           "save_image", "stem", "atomic_dir", "check_writable"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz")
+# Sizes ``cxreg register`` accepts (pixels per side): smaller images carry no lung shape to register; larger
+# ones would need more than 1 GiB of memory for the fixed-grid outputs (docs/reliability.md).
+MIN_SIDE = 32
+MAX_SIDE = 2048
 
 
 class InputError(ValueError):
@@ -67,22 +72,55 @@ def _check_signature(path: Path) -> None:
         raise InputError(f"{path}: not a gzip-compressed NIfTI file (it does not start with the gzip signature)")
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    _check_signature(path)
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """``(H, W)`` (or the full voxel shape of a NIfTI, (row, col) first) from the file header, without decoding.
+
+    Lets callers refuse a huge image before its pixels are read. Raises :class:`InputError` naming the file.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        if is_nifti(path):
+            import nibabel as nib
+
+            shp = tuple(int(n) for n in nib.load(str(path)).shape)
+            return (shp[1], shp[0], *shp[2:]) if len(shp) >= 2 else shp
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return (im.height, im.width)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InputError(f"{path}: cannot be read as an image, the file is corrupt or truncated ({first})") from None
+
+
+def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: int | None = None) -> np.ndarray:
     """Read a PNG or NIfTI image as a float32 ``(H, W)`` array of its stored grey values.
 
     PNG is read with MONAI ``LoadImage`` + ``PILReader(reverse_indexing=False)``, NIfTI with
     ``LoadImage`` + ``NibabelReader`` and transposed from (i, j) to (row, col). A 3D NIfTI with one
-    singleton axis is squeezed to 2D. Raises :class:`InputError` naming the file otherwise.
+    singleton axis is squeezed to 2D; RGB/RGBA PNGs become grey (ITU-R 601 luma, alpha dropped); 16-bit
+    PNGs keep their values. ``min_side``/``max_side`` (pixels) refuse images outside that range; the
+    upper limit is checked on the file header, before decoding. Raises :class:`InputError` naming the file.
     """
     from monai.data import NibabelReader, PILReader
     from monai.transforms import LoadImage
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
-    _check_signature(path)
+    if max_side is not None:
+        shp = [n for n in image_shape(path) if n > 1][:2]
+        if shp and max(shp) > max_side:
+            raise InputError(f"{path}: image is {'x'.join(map(str, shp))} pixels; the largest accepted is "
+                             f"{max_side}x{max_side} (downsample it first)")
+    _check_file(path)
     try:
         if is_nifti(path):
             arr = np.asarray(LoadImage(reader=NibabelReader(), image_only=True)(str(path)))
@@ -100,6 +138,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except Exception as e:  # reader errors: truncated or corrupt content
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise InputError(f"{path}: cannot be read as an image, the file is corrupt or truncated ({first})") from None
+    if min_side is not None and min(arr.shape) < min_side:
+        raise InputError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]} pixels; the smallest accepted is "
+                         f"{min_side}x{min_side}")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -136,6 +177,24 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, f
         Image.fromarray(arr).save(str(path))
     else:
         raise ValueError(f"{path}: unsupported output type (use .png, .nii or .nii.gz)")
+
+
+def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an output folder that exists and is not empty (unless ``overwrite``) or cannot be written.
+
+    Checked before any work is done; creates the missing parents of ``dest`` (not ``dest`` itself).
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest}: output path exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not overwrite:
+        raise InputError(f"{dest}: output folder exists (use --overwrite to replace it)")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent).cleanup()
+    except OSError as e:
+        raise InputError(f"{dest}: output folder cannot be written ({e.strerror or e})") from None
+    return dest
 
 
 @contextmanager

@@ -15,23 +15,25 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import InputError, atomic_dir, is_nifti, load_image, load_mask, save_image, stem
+from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_nifti, load_image, load_mask, save_image, stem
 from .metrics import pair_metrics
 from .spatial import jacobian_determinant, resize_image
 
-__all__ = ["Registrar", "register", "write_outputs", "register_files"]
+__all__ = ["Registrar", "register", "write_outputs", "register_files", "load_checked", "write_summary"]
 
 
 def _unit(arr: np.ndarray, path="image") -> np.ndarray:
     """Grey values to [0, 1]: / 255 for 8-bit ranges, else / max."""
-    if not np.isfinite(arr).all():
-        raise InputError(f"{path}: image has NaN or infinite values")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise InputError(f"{path}: image has {bad} NaN or infinite pixel value(s); replace them first")
     top = float(arr.max())
     return arr / (255.0 if top <= 255 else top) if top > 0 else arr
 
@@ -126,6 +128,27 @@ class Registrar:
         return (big[pad[0] : pad[0] + h, pad[1] : pad[1] + w] > 0.5).numpy().astype(np.uint8)
 
 
+def load_checked(path: str | os.PathLike) -> np.ndarray:
+    """:func:`bundle.io.load_image` for registration: (H, W) float32, finite, not constant, with sides in
+    [``MIN_SIDE``, ``MAX_SIDE``] (the maximum checked on the header, before decoding)."""
+    arr = load_image(path, min_side=MIN_SIDE, max_side=MAX_SIDE)
+    _unit(arr, path)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        raise InputError(f"{path}: image is constant (every pixel is {lo:g}); there is nothing to register")
+    return arr
+
+
+def write_summary(out_dir: str | os.PathLike, status: list[dict]) -> Path:
+    """``out_dir/summary.json`` (one status dict per pair), written to a temporary file and renamed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, out / "summary.json")
+    return out / "summary.json"
+
+
 def register(fixed, moving, model="JSRT", fixed_mask=None, moving_mask=None, device="cpu", **kw) -> dict:
     """Register ``moving`` onto ``fixed`` ((H, W) arrays or file paths; fixed first, as ANTsPy).
 
@@ -167,9 +190,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 
     from .visualize import checkerboard, overlay, tile
 
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: output folder exists (use --overwrite to replace it)")
+    out = check_writable(out_dir, overwrite)
     with atomic_dir(out) as tmp:
         fixed_img = load_image(fixed_path)
         mov = load_image(moving_path)
@@ -212,15 +233,19 @@ def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overw
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
-    when ``single``). A failing pair is reported and skipped. Returns one status dict per pair."""
+    when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
+
+    The output folder is checked first (refused if it exists and is not empty, unless ``overwrite``, or if it
+    cannot be written), before any model is loaded; each pair's folder is written atomically."""
     from tqdm import tqdm
 
+    check_writable(out_dir, overwrite)
     reg = Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps)
     cache: dict = {}
 
     def image(path):
         if path not in cache:
-            arr = load_image(path)
+            arr = load_checked(path)
             sq = _to_square(_unit(arr, path), reg.size)[0]
             cache[path] = (arr, reg.lung_mask(sq))
         return cache[path]
@@ -242,12 +267,35 @@ def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overw
             status.append({"pair": name, "ok": True, "out": str(dest), **metrics_of(res)})
         except InputError as e:
             status.append({"pair": name, "ok": False, "error": str(e)})
+        except (OSError, ValueError, RuntimeError, MemoryError) as e:  # unexpected: still one line, pair skipped
+            status.append({"pair": name, "ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
     return status
 
 
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
-                     model="JSRT", seg_model=None, device="cpu", overwrite=False, refine_steps=0) -> list[dict]:
-    """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV)."""
+                     model="JSRT", seg_model=None, device="cpu", overwrite=False, refine_steps=0,
+                     exit_on_error: bool = False) -> list[dict]:
+    """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV).
+
+    With ``exit_on_error`` (the config's default unless ``--debug True``) a user error ends the process with
+    status 1 and ``cxreg inference: error: <file>: <problem>`` as the last line of stderr, instead of
+    MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
+    """
+    try:
+        status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
+                                   device, overwrite, refine_steps)
+    except (InputError, OSError) as e:
+        if not exit_on_error:
+            raise
+        raise SystemExit(f"cxreg inference: error: {e}") from None
+    if exit_on_error and not all(s["ok"] for s in status):
+        raise SystemExit(f"cxreg inference: error: {sum(not s['ok'] for s in status)} of {len(status)} pair(s) "
+                         f"failed (see above" + ("" if len(status) == 1 else f" and {output_dir}/summary.json") + ")")
+    return status
+
+
+def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
+                      overwrite, refine_steps) -> list[dict]:
     from .cli import read_pairs_csv
 
     if pairs_csv:
@@ -258,12 +306,14 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     else:
         raise InputError("give --moving and --fixed, or --pairs_csv")
     status = register_files(pairs, output_dir, model=model, device=device, overwrite=overwrite, single=single,
-                            refine_steps=refine_steps, seg_model=seg_model)
+                            progress=not single, refine_steps=refine_steps, seg_model=seg_model)
     for s in status:
-        print(f"{s['pair']}: " + (f"JAC {s['jac']} -> {s['out']}" if s["ok"] else f"FAILED: {s['error']}"))
+        if s["ok"]:
+            print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")
+        elif not single:  # a single pair's error is raised below
+            print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
     if not single:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "summary.json").write_text(json.dumps(status, indent=2))
-    if not any(s["ok"] for s in status):
-        raise InputError("no pair could be registered")
+        write_summary(output_dir, status)
+    if single and not status[0]["ok"]:
+        raise InputError(status[0]["error"])
     return status

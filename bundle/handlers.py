@@ -1,0 +1,114 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""Ignite/MONAI handlers that make training crash-safe: atomic checkpoints and a stop on NaN/Inf.
+
+- :class:`CheckpointSaver` is MONAI's ``CheckpointSaver`` with ignite's atomic write switched on (MONAI turns
+  it off): each ``checkpoint_*.pt`` / ``model.pt`` is written to a temporary file in the same folder and
+  renamed, so a run killed while saving never leaves a truncated checkpoint for the next resume.
+- :class:`StopOnNonFinite` stops training at the first NaN/Inf loss (or non-finite weights at the end of an
+  epoch) with one clear message naming the iteration; nothing after that point is saved or exported, so the
+  newest checkpoint on disk is the last good one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
+
+__all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "first_loss"]
+
+
+class CheckpointSaver(_MonaiCheckpointSaver):
+    """MONAI ``CheckpointSaver`` (same arguments) whose files are written atomically (temporary file + rename).
+
+    ignite's ``DiskSaver(atomic=True)`` writes into a ``NamedTemporaryFile`` in ``save_dir``, ``os.replace``-s
+    it onto the final name and adds group/other read permission; MONAI builds its savers with
+    ``atomic=False``, which we switch back on here.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for ck in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if ck is not None:
+                ck.save_handler._atomic = True
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN/Inf loss or NaN/Inf weights."""
+
+
+def first_loss(output) -> torch.Tensor | None:
+    """The ``"loss"`` of an engine output: a dict, or a decollated list of dicts (MONAI ``SupervisedTrainer``)."""
+    if isinstance(output, dict):
+        return output.get("loss")
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict):
+        return output[0].get("loss")
+    return output if torch.is_tensor(output) else None
+
+
+def _newest_checkpoint(folder: str | os.PathLike | None) -> str:
+    if not folder:
+        return "none"
+    found = sorted(Path(folder).glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
+    return str(found[-1]) if found else "none"
+
+
+class StopOnNonFinite:
+    """Handler: stop training with a one-line error at the first NaN/Inf loss.
+
+    Checked at every iteration (the ``loss`` of the engine output) and, at each epoch end before any
+    checkpoint is written, every network parameter. On a non-finite value it raises :class:`NonFiniteError`
+    through the engine, so the epoch does not complete (no checkpoint, no validation, no export after
+    ``trainer.run()``), prints ``cxreg training: error: ...`` naming the iteration and the newest checkpoint
+    (the last good one) and exits with status 1 (``SystemExit``), without a traceback unless ``debug``.
+
+    Attach it first in the trainer's handler list so that its ``EXCEPTION_RAISED`` handler runs before
+    MONAI's ``StatsHandler`` (which logs a traceback and re-raises).
+
+    Args:
+        output_dir: the folder of the run's ``checkpoint_*.pt`` (named in the message).
+        debug: re-raise the error (with traceback) instead of exiting; default: environment ``CXREG_DEBUG=1``.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike | None = None, debug: bool | None = None):
+        self.output_dir = output_dir
+        self.debug = os.environ.get("CXREG_DEBUG") == "1" if debug is None else debug
+        self.logger = logging.getLogger("cxreg")
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.check_weights)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self.exception_raised)
+
+    def _fail(self, engine, what: str) -> None:
+        msg = (f"training stopped: {what} at iteration {engine.state.iteration} (epoch {engine.state.epoch}); "
+               f"nothing was saved after it; last good checkpoint: {_newest_checkpoint(self.output_dir)}")
+        raise NonFiniteError(msg)
+
+    def check_loss(self, engine) -> None:
+        loss = first_loss(engine.state.output)
+        if loss is None:
+            return
+        v = float(torch.as_tensor(loss).detach().float().sum())
+        if not math.isfinite(v):
+            self._fail(engine, f"the loss is {v}")
+
+    def check_weights(self, engine) -> None:
+        net = getattr(engine, "network", None)
+        if net is None:
+            return
+        for name, p in net.named_parameters():
+            if not torch.isfinite(p.detach()).all():
+                self._fail(engine, f"parameter {name} has NaN/Inf values")
+
+    def exception_raised(self, engine, e: BaseException) -> None:
+        if isinstance(e, NonFiniteError) and not self.debug:
+            self.logger.error(str(e))
+            raise SystemExit(f"cxreg training: error: {e}")
+        raise e
