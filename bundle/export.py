@@ -1,10 +1,604 @@
 # Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
-"""``cxreg export`` (work in progress)."""
+"""``cxreg export``: standalone MONAI bundles (zip) that run without ``pip install cxreg``.
+
+One zip per model, ``<out>/cxreg_<kind>_<dataset>_v<version>.zip``, laid out as a MONAI model-zoo bundle::
+
+    cxreg_<kind>_<ds>/
+      LICENSE
+      configs/metadata.json inference.json train.json evaluate.json logging.conf
+      models/model.pt            plain state dict (+ models/segmentation.pt for registration)
+      models/model.ts            TorchScript (traced by ``python -m monai.bundle ckpt_export``)
+      docs/README.md
+      scripts/__init__.py
+      scripts/cxreg/...          a copy of this package (imported as ``scripts.cxreg``)
+
+The configs of the repository are rewritten (``bundle.x`` -> ``scripts.cxreg.x``, paths inside the bundle
+folder). ``metadata.json`` carries the SHA-256 of every weights file (``cxreg_weights_sha256``), checked by
+:func:`check_weights` before any weights are loaded, and the measured metrics read from ``docs/results`` at
+export time. The functions below the exporter (:func:`run_registration`, :func:`check_weights`,
+:func:`load_any_registration`) are what the exported configs call, from the copy inside the bundle.
+
+Inference in an exported registration bundle needs monai (+ fire for ``python -m monai.bundle``), torch, itk,
+nibabel and pillow: tqdm and scikit-image are replaced by small fallbacks here when they are missing.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .io import InputError
+
+__all__ = [
+    "KINDS",
+    "PACKAGE",
+    "bundle_name",
+    "export_bundle",
+    "sha256",
+    "check_weights",
+    "run_registration",
+    "load_any_registration",
+    "clean_masks_torch",
+    "add_parser",
+]
+
+KINDS = ("segmentation", "autoencoder", "registration")
+PACKAGE = "cxreg"  # the copy of this package inside an exported bundle: scripts/cxreg, imported as scripts.cxreg
+HASH_KEY = "cxreg_weights_sha256"
+_SRC = Path(__file__).resolve().parent
+# the bundle folder, from the copy of this package inside it (scripts/cxreg/export.py -> parents[2])
+BUNDLE_ROOT_EXPR = "$os.path.dirname(os.path.dirname(os.path.abspath(scripts.__file__)))"
+PAPER = ("He Z, He Y, Cao W. Deformable image registration with attention-guided fusion of multi-scale "
+         "deformation fields. Applied Intelligence, 2022.")
+
+
+def bundle_name(kind: str, dataset: str) -> str:
+    """``cxreg_<kind>_<dataset>`` in lower case (model-zoo names are lower case)."""
+    return f"cxreg_{kind}_{dataset}".lower()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ============================================================================================ runtime
+# (called by the configs of exported bundles, from scripts/cxreg/export.py inside the bundle)
+def check_weights(bundle_root: str | os.PathLike) -> dict:
+    """Compare every weights file listed in ``configs/metadata.json`` with its SHA-256; InputError on mismatch."""
+    root = Path(bundle_root)
+    meta_path = root / "configs" / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{meta_path}: cannot read the bundle metadata ({e})") from None
+    hashes = meta.get(HASH_KEY) or {}
+    if not hashes:
+        raise InputError(f"{meta_path}: no '{HASH_KEY}' entry (not a cxreg bundle?)")
+    for rel, want in hashes.items():
+        p = root / rel
+        if not p.is_file():
+            raise InputError(f"{p}: weights file missing from the bundle")
+        got = sha256(p)
+        if got != want:
+            raise InputError(f"{p}: SHA-256 {got[:16]}... does not match {want[:16]}... in configs/metadata.json "
+                             "(the file is damaged or was replaced; download the bundle again)")
+    return meta
+
+
+def check_weights_or_exit(bundle_root) -> dict:
+    """:func:`check_weights` with a one-line message and exit status 1 instead of a traceback."""
+    try:
+        return check_weights(bundle_root)
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
+
+
+def _labels_8(mask: torch.Tensor) -> torch.Tensor:
+    """8-connected component labels of a (H, W) bool mask by max-label propagation (0 = background)."""
+    import torch.nn.functional as F
+
+    h, w = mask.shape
+    lab = torch.where(mask, torch.arange(1, h * w + 1, dtype=torch.float64).view(h, w), torch.zeros((), dtype=torch.float64))
+    while True:
+        new = F.max_pool2d(lab[None, None], 3, 1, 1)[0, 0] * mask
+        if torch.equal(new, lab):
+            return lab
+        lab = new
+
+
+def clean_masks_torch(masks: torch.Tensor) -> torch.Tensor:
+    """The same as ``bundle.priors.clean_masks`` with torch only (no scikit-image/scipy).
+
+    Keeps the two largest 8-connected lung components (MONAI ``KeepLargestConnectedComponent`` with full
+    connectivity) and fills holes, i.e. background not 8-connected to the image border (MONAI ``FillHoles``).
+    (B, 1, H, W) 0/1 in and out.
+    """
+    import torch.nn.functional as F
+
+    out = []
+    for m in masks.float().cpu():
+        fg = m[0] > 0.5
+        lab = _labels_8(fg)
+        ids, counts = torch.unique(lab[fg], return_counts=True)
+        if len(ids) > 2:
+            keep = ids[torch.argsort(counts, descending=True, stable=True)[:2]]
+            fg = torch.isin(lab, keep)
+        bg = ~fg
+        reach = torch.zeros_like(bg)
+        reach[0, :], reach[-1, :], reach[:, 0], reach[:, -1] = bg[0, :], bg[-1, :], bg[:, 0], bg[:, -1]
+        while True:
+            new = (F.max_pool2d(reach[None, None].float(), 3, 1, 1)[0, 0] > 0) & bg
+            if torch.equal(new, reach):
+                break
+            reach = new
+        out.append((~reach).float()[None])
+    return torch.stack(out)
+
+
+def _use_fallbacks() -> None:
+    """Let the inference path run where tqdm / scikit-image are not installed."""
+    import types
+
+    def missing(mod: str) -> bool:
+        try:
+            __import__(mod)
+            return False
+        except ImportError:
+            return True
+
+    if missing("tqdm"):
+        fake = types.ModuleType("tqdm")
+        fake.tqdm = lambda it=None, *a, **k: it  # no progress bar
+        sys.modules["tqdm"] = fake
+    if missing("skimage.measure") or missing("scipy.ndimage"):
+        from . import priors
+
+        priors.clean_masks = clean_masks_torch
+
+
+def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu"):
+    """(network, RegSettings) from a plain state dict (``models/model.pt``) or a cxreg ``{"model", "settings"}``."""
+    from .registration import RegSettings, build_registration
+    from .workflow import safe_load
+
+    ck = safe_load(path, device)
+    if isinstance(ck, dict) and "model" in ck and "settings" in ck:
+        settings, ck = ck["settings"], ck["model"]
+    s = RegSettings.from_dict(settings)
+    net = build_registration(s)
+    net.load_state_dict(ck)
+    return net.to(device).eval(), s
+
+
+def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
+                     fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
+                     refine_steps: int = 0) -> list[dict]:
+    """What an exported registration bundle's ``inference`` runs: ``cxreg register``'s outputs for one pair
+    (``--moving M --fixed F``) or a pairs CSV (``--pairs_csv``), with the bundle's own weights
+    (``models/model.pt``, ``models/segmentation.pt``) after their SHA-256 check. Errors: one line, exit 1."""
+    try:
+        _use_fallbacks()
+        root = Path(bundle_root)
+        check_weights(root)
+        from . import register as reg_mod
+        from .registration import RegSettings
+        from .workflow import load_weights
+
+        device = str(device)
+        network.load_state_dict(load_weights(root / "models" / "model.pt"))
+        seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
+        orig = reg_mod.Registrar
+
+        class BundleRegistrar(orig):
+            def __init__(self, *args, size: int = 256, refine_steps: int = 0, **kw):  # models are given
+                self.net, self.settings = network.to(device).eval(), RegSettings.from_dict(settings)
+                self.seg = seg_network.to(device).eval()
+                self.device, self.size, self.refine_steps = device, size, refine_steps
+
+        reg_mod.Registrar = BundleRegistrar  # register_files builds its Registrar from this name
+        try:
+            return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
+                                            pairs_csv=pairs_csv, output_dir=output_dir, model="bundle",
+                                            device=device, overwrite=overwrite, refine_steps=refine_steps)
+        finally:
+            reg_mod.Registrar = orig
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
+
+
+# ============================================================================================ exporter
+def _rewrite(obj, pkg: str = f"scripts.{PACKAGE}"):
+    """Config values with the package name ``bundle`` replaced by the copy inside the bundle."""
+    import re
+
+    if isinstance(obj, dict):
+        return {k: _rewrite(v, pkg) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rewrite(v, pkg) for v in obj]
+    if isinstance(obj, str):
+        obj = re.sub(r"^\$import bundle$", f"$import {pkg}", obj)
+        return re.sub(r"(?<![\w.])bundle\.", f"{pkg}.", obj)
+    return obj
+
+
+def _imports(cfg: dict) -> list[str]:
+    imp = [i for i in cfg.get("imports", []) if i != f"$import scripts.{PACKAGE}"]
+    return ["$import os", "$import scripts", f"$import scripts.{PACKAGE}", f"$import scripts.{PACKAGE}.export",
+            *[i for i in imp if i not in ("$import os",)]]
+
+
+def _repo_cfg(kind: str, name: str) -> dict:
+    sub = "" if kind == "registration" else kind
+    return json.loads((_SRC.parent / "configs" / sub / name).read_text())
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    def v(p):
+        try:
+            return md.version(p)
+        except md.PackageNotFoundError:
+            return None
+
+    return {p: v(p) for p in ("monai", "torch", "numpy", "itk", "nibabel", "pillow", "fire", "pytorch-ignite",
+                              "tensorboard", "scipy", "scikit-image", "tqdm")}
+
+
+def _mean(v) -> float:
+    import numpy as np
+
+    return round(float(np.nanmean(np.asarray(v, dtype=float))), 4)
+
+
+def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None = None) -> tuple[dict, str]:
+    """(eval_metrics, source file) for the shipped model, read from docs/results (no hard-coded numbers)."""
+    res = Path(results) if results else _SRC.parent / "docs" / "results"
+    if kind == "registration":
+        p = res / "registration" / f"{dataset}_diffeo" / "summary.json"
+        if not p.is_file():
+            return {}, ""
+        s = json.loads(p.read_text())
+        m = s["metrics"]
+        out = {f"{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m}
+        out.update({"test_pairs": s.get("n_pairs"), "units": s.get("units", "pixels"),
+                    "images": f"{s.get('size', 256)}x{s.get('size', 256)}"})
+        return out, str(p.relative_to(_SRC.parent))
+    p = res / "priors.json"
+    if not p.is_file():
+        return {}, ""
+    d = json.loads(p.read_text())
+    if kind == "segmentation":
+        r = d.get(f"segmentation/{dataset}/CE + contour")
+        if not r:
+            return {}, ""
+        c = r["clean"]
+        return ({"test_dsc_mean": _mean(c["dsc"]), "test_hd_mean": _mean(c["hd"]), "test_assd_mean": _mean(c["assd"]),
+                 "test_images": len(r["ids"]), "units": "pixels of the 256x256 images"}, str(p.relative_to(_SRC.parent)))
+    out = {}
+    for inp in ("clean", "corrupted"):
+        r = d.get(f"autoencoder/{dataset}/CE + contour/{inp}")
+        if r:
+            out.update({f"test_{inp}_dsc_mean": _mean(r["dsc"]), f"test_{inp}_hd_mean": _mean(r["hd"]),
+                        f"test_{inp}_assd_mean": _mean(r["assd"])})
+            out["test_images"] = len(r["ids"])
+    if out:
+        out["units"] = "pixels of the 256x256 images"
+    return out, str(p.relative_to(_SRC.parent)) if out else ""
+
+
+def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None) -> dict:
+    meta = _repo_cfg(kind, "metadata.json")
+    v = _versions()
+    metrics, src = measured_metrics(kind, dataset, results)
+    meta.update({
+        "version": version,
+        "changelog": {version: meta.get("changelog", {}).get(version, f"cxreg {version}: model trained on {dataset}")},
+        "monai_version": v["monai"], "pytorch_version": v["torch"].split("+")[0], "numpy_version": v["numpy"],
+        "name": f"{meta['name']}, trained on {dataset}",
+        "references": [PAPER],
+        "image_classes": "one grey chest radiograph (PNG 8/16-bit or 2D NIfTI), any size; scaled to [0, 1]",
+        "eval_metrics": metrics,
+    })
+    if kind == "registration":
+        meta["required_packages_version"] = {k: v[k] for k in ("itk", "nibabel", "pillow", "fire") if v[k]}
+        meta["optional_packages_version"] = {k: v[k] for k in ("pytorch-ignite", "tensorboard", "scipy",
+                                                                  "scikit-image", "tqdm") if v[k]}
+        meta["label_classes"] = "optional lung masks (0 background, >0 lung) of the moving and fixed images"
+        meta["pred_classes"] = ("warped moving image, displacement field (2 channels, pixels), Jacobian determinant, "
+                                "warped lung mask")
+        meta["description"] += (" Inference also needs the lung segmentation model, shipped as models/segmentation.pt;"
+                                " the shape-prior autoencoder is used for training only.")
+    else:
+        meta["required_packages_version"] = {k: v[k] for k in ("pytorch-ignite", "itk", "nibabel", "pillow", "fire")
+                                             if v[k]}
+        meta["optional_packages_version"] = {k: v[k] for k in ("tensorboard", "scipy", "scikit-image") if v[k]}
+        meta["label_classes"] = "0 background, 1 lung (both lungs, heart excluded)"
+        meta["pred_classes"] = "0 background, 1 lung"
+    meta["data_type"] = "png, nifti"
+    meta["eval_metrics_source"] = src or "not measured"
+    meta[HASH_KEY] = hashes
+    return meta
+
+
+def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
+    """The four configs of an exported bundle, from the repository's."""
+    out = {}
+    if kind == "registration":
+        net = {"_target_": f"scripts.{PACKAGE}.networks.MultiScaleRegNet", "spatial_dims": 2, **settings["net"]}
+        out["inference.json"] = {
+            "imports": ["$import os", "$import torch", "$import scripts", f"$import scripts.{PACKAGE}.export"],
+            "bundle_root": BUNDLE_ROOT_EXPR,
+            "dataset": dataset,
+            "model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
+            "seg_model_path": "$os.path.join(@bundle_root, 'models', 'segmentation.pt')",
+            "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
+            "settings": settings,
+            "network_def": net,
+            "seg_network_def": {"_target_": f"scripts.{PACKAGE}.networks.LungSegNet", "spatial_dims": 2},
+            "moving": None, "fixed": None, "moving_mask": None, "fixed_mask": None, "pairs_csv": None,
+            "output_dir": "$os.path.join(@bundle_root, 'eval')",
+            "overwrite": False,
+            "refine_steps": 0,
+            "run": [f"$scripts.{PACKAGE}.export.run_registration(@bundle_root, @network_def, @seg_network_def, "
+                    "@settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, fixed_mask=@fixed_mask, "
+                    "pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, overwrite=@overwrite, "
+                    "refine_steps=@refine_steps)"],
+            "inference": "%run",
+        }
+        tr = _rewrite(_repo_cfg(kind, "train.json"))
+        tr["imports"] = _imports(tr)
+        s, n = settings, settings["net"]
+        tr.update({"bundle_root": BUNDLE_ROOT_EXPR, "dataset": dataset,
+                   "data_dir": "$os.environ.get('CXREG_DATA_DIR', os.path.join(@bundle_root, 'data'))",
+                   "model_path": "$os.path.join(@output_dir, 'registration.pt')",
+                   "seg_model": "$os.path.join(@bundle_root, 'models', 'segmentation.pt')",
+                   "ae_model": "$os.path.join(@bundle_root, 'models', 'autoencoder.pt')",
+                   "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
+                   "integrate": s["integrate"], "channels": n.get("channels", tr["channels"]),
+                   "num_scales": n.get("num_scales", tr["num_scales"]), "fusion": n.get("fusion", tr["fusion"]),
+                   "shipped_settings": settings})
+        out["train.json"] = tr
+        ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
+        ev.update({"model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
+                   "load_settings": f"$scripts.{PACKAGE}.export.load_any_registration(@model_path, @shipped_settings)[1]",
+                   "network_def": f"$scripts.{PACKAGE}.export.load_any_registration(@model_path, @shipped_settings)[0]"})
+        ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
+        out["evaluate.json"] = ev
+        return out
+    inf = _rewrite(_repo_cfg(kind, "inference.json"))
+    inf["imports"] = _imports(inf)
+    inf.update({"bundle_root": BUNDLE_ROOT_EXPR, "dataset": dataset,
+                "model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
+                "output_dir": "$os.path.join(@bundle_root, 'eval')"})
+    inf["run"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *inf["run"]]
+    out["inference.json"] = inf
+    tr = _rewrite(_repo_cfg(kind, "train.json"))
+    tr["imports"] = _imports(tr)
+    tr.update({"bundle_root": BUNDLE_ROOT_EXPR, "dataset": dataset,
+               "data_dir": "$os.environ.get('CXREG_DATA_DIR', os.path.join(@bundle_root, 'data'))",
+               "model_path": "$os.path.join(@output_dir, 'trained.pt')"})
+    out["train.json"] = tr
+    ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
+    ev["model_path"] = "$os.path.join(@bundle_root, 'models', 'model.pt')"
+    ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
+    out["evaluate.json"] = ev
+    return out
+
+
+def _readme(kind: str, dataset: str, name: str, meta: dict) -> str:
+    m = meta.get("eval_metrics") or {}
+    rows = "\n".join(f"| {k} | {v} |" for k, v in m.items()) or "| (not measured) | |"
+    src = meta.get("eval_metrics_source", "not measured")
+    if kind == "registration":
+        run = ("python -m monai.bundle run inference --config_file configs/inference.json \\\n"
+               "    --moving moving.png --fixed fixed.png --output_dir out\n"
+               "# many pairs: a CSV with columns moving,fixed[,moving_mask,fixed_mask]\n"
+               "python -m monai.bundle run inference --config_file configs/inference.json --pairs_csv pairs.csv "
+               "--output_dir out")
+        what = ("registers a moving chest radiograph onto a fixed one (PNG 8/16-bit grey/RGB, or 2D NIfTI; any size; "
+                "the outputs lie on the fixed image's grid). Per pair it writes `warped.png`/`warped.nii.gz`, "
+                "`ddf.nii.gz` (ITK displacement field: physical (x, y) displacement from each fixed point to its "
+                "moving point, so `itk.DisplacementFieldTransform` or `antsApplyTransforms -t ddf.nii.gz` resample "
+                "the moving image onto the fixed one), `jacobian.nii.gz`, `warped_mask.png`, `overlay.png` and "
+                "`metrics.json` (folded pixels JAC; DSC/HD/ASSD when `--moving_mask` and `--fixed_mask` are given). "
+                "Lung masks that are not given are predicted by the segmentation model shipped in "
+                "`models/segmentation.pt`.")
+    else:
+        run = ("python -m monai.bundle run inference --config_file configs/inference.json "
+               "--input_dir images/ --output_dir out")
+        what = ("predicts the lung mask of every PNG/NIfTI image in `--input_dir` and writes `<name>.png` (0/255) "
+                "on the input grid." if kind == "segmentation" else
+                "reconstructs (denoises) the lung masks in `--input_dir` (64x64 shape model) and writes "
+                "`<name>.png` (0/255) on the input grid; its encoder is the shape prior of the registration loss.")
+    return f"""# {meta['name']}
+
+{meta['description']}
+
+This bundle {what}
+
+## Run
+
+Needs `pip install "monai[fire]" torch itk nibabel pillow` (no cxreg install: the code is in `scripts/cxreg`).
+Run from this folder:
+
+```bash
+{run}
+```
+
+Use `--device cpu` or `--device cuda` to choose the device. Every run first checks the SHA-256 of the weights
+against `configs/metadata.json` (`{HASH_KEY}`) and stops with a one-line error if they differ.
+`models/model.ts` is a TorchScript version of the network
+(`python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt
+--meta_file configs/metadata.json --config_file configs/inference.json --use_trace True --input_shape "{meta['_input_shape']}"`).
+
+## Data
+
+Trained on the {dataset} training split: {meta['data_source']}. The data are not part of this bundle.
+Training: `python -m monai.bundle run training --config_file configs/train.json --data_dir DATA` (layout
+`DATA/{dataset}/images/<id>.png`, `DATA/{dataset}/masks/<id>.png`, `DATA/splits.json`; see the cxreg repository).
+
+## Measured metrics
+
+On the {dataset} test split, from `{src}` in the cxreg repository at export time:
+
+| metric | value |
+|---|---|
+{rows}
+
+## Intended use and licence
+
+{meta['intended_use']}. {meta['license']}. Reference: {PAPER}
+"""
+
+
+def _copy_package(dst: Path) -> None:
+    """This package's .py files into ``dst`` (no caches)."""
+    for src in sorted(_SRC.rglob("*.py")):
+        rel = src.relative_to(_SRC)
+        if "__pycache__" in rel.parts:
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst / rel)
+
+
+_CHECK = """
+import sys
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+verify_metadata(meta_file="configs/metadata.json", filepath=sys.argv[1])
+print("metadata is verified")
+verify_net_in_out(net_id="network_def", meta_file="configs/metadata.json", config_file="configs/inference.json")
+print("network input/output verified with no error")
+ckpt_export(net_id="network_def", filepath="models/model.ts", ckpt_file="models/model.pt",
+            meta_file="configs/metadata.json", config_file="configs/inference.json", use_trace=True,
+            input_shape=eval(sys.argv[2]))
+print("exported models/model.ts")
+"""
+
+
+def _check(b: Path, schema: Path, shape: list[int]) -> str:
+    """verify_metadata, verify_net_in_out and ckpt_export (traced TorchScript) in the bundle folder ``b``."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(b))
+    r = subprocess.run([sys.executable, "-c", _CHECK, str(schema), str(shape)], cwd=b, env=env,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        tail = (r.stdout + r.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"bundle check failed in {b}: " + " | ".join(tail))
+    return r.stdout + r.stderr
+
+
+def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", version: str | None = None,
+                  model: str | os.PathLike | None = None, seg_model: str | os.PathLike | None = None,
+                  check: bool = True, overwrite: bool = False, results=None, log: list | None = None) -> Path:
+    """Write ``<out>/cxreg_<kind>_<dataset>_v<version>.zip`` and return its path.
+
+    ``model`` / ``seg_model`` default to the shipped ``models/<kind>_<dataset>.pt`` (and
+    ``models/segmentation_<dataset>.pt`` for registration). With ``check`` the bundle is verified before it
+    is zipped: ``verify_metadata`` (the repository's offline schema), ``verify_net_in_out``, and
+    ``ckpt_export`` (traced TorchScript ``models/model.ts``); their output is appended to ``log``.
+    """
+    from .priors import weights_path
+    from .workflow import load_weights, save_atomic
+
+    if kind not in KINDS:
+        raise InputError(f"unknown bundle kind {kind!r} (use one of {', '.join(KINDS)})")
+    dataset = dataset.upper() if dataset.upper() in ("JSRT", "MONT", "SHEN") else dataset
+    version = version or _repo_cfg(kind, "metadata.json")["version"]
+    name = bundle_name(kind, dataset)
+    out = Path(out)
+    zpath = out / f"{name}_v{version}.zip"
+    if zpath.exists() and not overwrite:
+        raise InputError(f"{zpath}: exists (use --overwrite to replace it)")
+    src = weights_path(kind, model or dataset)
+    settings = None
+    if kind == "registration":
+        from .workflow import safe_load
+
+        ck = safe_load(src)
+        if not isinstance(ck, dict) or "model" not in ck or "settings" not in ck:
+            raise InputError(f"{src}: not a cxreg registration model (needs 'model' and 'settings')")
+        from dataclasses import asdict
+
+        from .registration import RegSettings
+
+        settings = asdict(RegSettings.from_dict(ck["settings"]))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
+        b = Path(tmp) / name
+        for d in ("configs", "models", "docs", "scripts"):
+            (b / d).mkdir(parents=True)
+        save_atomic({k: v.detach().cpu() for k, v in load_weights(src).items()}, b / "models" / "model.pt")
+        if kind == "registration":
+            seg = weights_path("segmentation", seg_model or dataset)
+            save_atomic({k: v.detach().cpu() for k, v in load_weights(seg).items()}, b / "models" / "segmentation.pt")
+        hashes = {f"models/{p.name}": sha256(p) for p in sorted((b / "models").glob("*.pt"))}
+        meta = _metadata(kind, dataset, version, hashes, results)
+        inp = meta["network_data_format"]["inputs"]["image"]
+        shape = [1, inp["num_channels"], *inp["spatial_shape"]]
+        (b / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4))
+        for fname, cfg in _configs(kind, dataset, settings).items():
+            (b / "configs" / fname).write_text(json.dumps(cfg, indent=4))
+        sub = "" if kind == "registration" else kind
+        shutil.copy2(_SRC.parent / "configs" / sub / "logging.conf", b / "configs" / "logging.conf")
+        shutil.copy2(_SRC.parent / "LICENSE", b / "LICENSE")
+        (b / "scripts" / "__init__.py").write_text(
+            "# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.\n"
+            f'"""Custom code of this bundle: ``scripts.{PACKAGE}`` is a copy of the cxreg package."""\n')
+        _copy_package(b / "scripts" / PACKAGE)
+        (b / "docs" / "README.md").write_text(_readme(kind, dataset, name, {**meta, "_input_shape": str(shape)}))
+        if check:
+            schema = _SRC.parent / "configs" / "schema" / "meta_schema.json"
+            sc = Path(tmp) / "schema.json"
+            shutil.copy2(schema, sc)
+            text = _check(b, sc, shape)
+            if log is not None:
+                log.append(text)
+            for junk in b.rglob("__pycache__"):
+                shutil.rmtree(junk)
+        part = Path(tmp) / "bundle.zip"
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(b.rglob("*")):
+                if p.is_file() and "__pycache__" not in p.parts:
+                    z.write(p, p.relative_to(b.parent).as_posix())
+        os.replace(part, zpath)
+    return zpath
+
+
+def _cmd_export(a) -> int:
+    kinds = KINDS if a.bundle == "all" else (a.bundle,)
+    datasets = ("JSRT", "MONT", "SHEN") if a.dataset == "all" else (a.dataset,)
+    if (a.model or a.seg_model) and (len(kinds) > 1 or len(datasets) > 1):
+        raise InputError("--model/--seg-model need one --bundle and one --dataset")
+    for k in kinds:
+        for ds in datasets:
+            z = export_bundle(k, ds, a.out, version=a.version, model=a.model, seg_model=a.seg_model,
+                              check=not a.no_check, overwrite=a.overwrite)
+            print(f"{z}  sha256 {sha256(z)}")
+    return 0
 
 
 def add_parser(sub) -> None:
     """Register the ``export`` sub-command on the ``cxreg`` sub-parsers."""
-    p = sub.add_parser("export", help="(not implemented yet)")
-    p.set_defaults(func=lambda a: (_ for _ in ()).throw(NotImplementedError("cxreg export is not implemented yet")))
+    p = sub.add_parser("export", help="write standalone MONAI bundles (zip) that run without cxreg installed")
+    p.add_argument("--bundle", required=True, choices=[*KINDS, "all"])
+    p.add_argument("--dataset", required=True, help="JSRT | MONT | SHEN | all")
+    p.add_argument("--out", default="dist", help="folder of the zips (default dist/)")
+    p.add_argument("--version", default=None, help="bundle version (default: configs' metadata.json)")
+    p.add_argument("--model", default=None, help="weights file instead of models/<bundle>_<dataset>.pt")
+    p.add_argument("--seg-model", default=None, help="registration: segmentation weights to ship (default: dataset's)")
+    p.add_argument("--no-check", action="store_true", help="skip verify_metadata, verify_net_in_out and model.ts")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing zip")
+    p.set_defaults(func=_cmd_export)

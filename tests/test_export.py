@@ -1,0 +1,274 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""cxreg export: standalone MONAI bundles that are downloaded and run where cxreg is not installed."""
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle.export import bundle_name, check_weights, clean_masks_torch, export_bundle, sha256
+from bundle.io import InputError, load_image
+
+from .conftest import REPO, lung_mask
+
+needs_weights = pytest.mark.skipif(
+    not all((REPO / "models" / f"{k}_JSRT.pt").is_file() for k in ("registration", "segmentation", "autoencoder")),
+    reason="no shipped JSRT weights")
+# what an exported registration bundle must run without (besides cxreg itself)
+BLOCKED = ("bundle", "cxreg", "tqdm", "skimage", "scipy", "ignite", "ants", "itk_elastix", "pandas", "matplotlib")
+
+
+def _env():
+    return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+
+
+def _chest(size=(96, 96), shift=(0, 0), scale=1.0, seed=0) -> np.ndarray:
+    """A synthetic chest-like 8-bit image: two dark ellipses (lungs) on a bright body."""
+    rng = np.random.default_rng(seed)
+    m = lung_mask(max(size), shift, scale)[: size[0], : size[1]]
+    return np.clip(200 - 120 * m + rng.normal(0, 4, m.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """The JSRT registration bundle, exported (and verified) once for this module."""
+    out = tmp_path_factory.mktemp("dist")
+    log: list = []
+    z = export_bundle("registration", "JSRT", out, log=log)
+    return out, z, log[0]
+
+
+@pytest.fixture(scope="module")
+def unpacked(dist, tmp_path_factory):
+    d = tmp_path_factory.mktemp("unpacked")
+    with zipfile.ZipFile(dist[1]) as z:
+        z.extractall(d)
+    return d / bundle_name("registration", "JSRT")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    Image.fromarray(_chest((96, 80), shift=(3, -2), scale=0.9, seed=1)).save(d / "moving.png")
+    Image.fromarray(_chest((96, 96), seed=2)).save(d / "fixed.png")
+    return d / "moving.png", d / "fixed.png"
+
+
+@needs_weights
+def test_layout_metadata_and_checks(dist, unpacked):
+    _, z, log = dist
+    assert z.name == "cxreg_registration_jsrt_v0.1.0.zip"
+    names = zipfile.ZipFile(z).namelist()
+    assert all(n.startswith("cxreg_registration_jsrt/") for n in names)  # one top-level folder (monai download)
+    for f in ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/train.json",
+              "configs/evaluate.json", "configs/logging.conf", "models/model.pt", "models/segmentation.pt",
+              "models/model.ts", "docs/README.md", "scripts/__init__.py", "scripts/cxreg/register.py",
+              "scripts/cxreg/networks/registration.py"):
+        assert f"cxreg_registration_jsrt/{f}" in names, f
+    assert not any("__pycache__" in n for n in names)
+    models = sorted(n.split("/", 1)[1] for n in names if "/models/" in n)
+    assert models == ["models/model.pt", "models/model.ts", "models/segmentation.pt"]  # no autoencoder
+    # the checks ran on the bundle before it was zipped
+    assert "metadata is verified" in log and "verified with no error" in log and "exported models/model.ts" in log
+
+    meta = json.loads((unpacked / "configs" / "metadata.json").read_text())
+    for k in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
+              "task", "description", "authors", "copyright", "data_source", "data_type", "image_classes",
+              "label_classes", "pred_classes", "intended_use", "references", "network_data_format"):
+        assert meta[k], k
+    assert meta["version"] in meta["changelog"] and "Applied Intelligence" in meta["references"][0]
+    assert set(meta["required_packages_version"]) == {"itk", "nibabel", "pillow", "fire"}
+    # weights: plain state dicts whose SHA-256 is recorded; numbers read from docs/results at export time
+    hashes = meta["cxreg_weights_sha256"]
+    assert set(hashes) == {"models/model.pt", "models/segmentation.pt"}
+    assert all(sha256(unpacked / k) == v for k, v in hashes.items())
+    sd = torch.load(unpacked / "models" / "model.pt", weights_only=True)
+    ref = torch.load(REPO / "models" / "registration_JSRT.pt", weights_only=True)["model"]
+    assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in sd)
+    summary = json.loads((REPO / "docs/results/registration/JSRT_diffeo/summary.json").read_text())
+    assert meta["eval_metrics"]["dsc_mean"] == round(summary["metrics"]["dsc"]["mean"], 4)
+    assert meta["eval_metrics"]["test_pairs"] == summary["n_pairs"]
+    readme = (unpacked / "docs" / "README.md").read_text()
+    assert f"| dsc_mean | {meta['eval_metrics']['dsc_mean']} |" in readme and "--moving" in readme
+    # configs point at the copy inside the bundle, never at the repository's package
+    for f in ("inference.json", "train.json", "evaluate.json"):
+        text = (unpacked / "configs" / f).read_text()
+        assert "scripts.cxreg" in text and '"$import bundle' not in text and "bundle.data" not in text.replace(
+            "cxreg.data", "")
+
+
+@needs_weights
+def test_torchscript_gives_the_eager_field(unpacked):
+    from bundle.registration import load_registration
+
+    eager, _ = load_registration("JSRT")
+    ts = torch.jit.load(str(unpacked / "models" / "model.ts"))
+    torch.manual_seed(0)
+    for size in (64, 128):  # traced at 64x64; the field is the same at another size divisible by 16
+        x = torch.rand(2, 2, size, size)
+        with torch.no_grad():
+            a, b = eager(x), ts(x)
+        assert a.shape == (2, 2, size, size) and a.abs().max() > 1e-3  # a real, non-zero field
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+def _venv_without_cxreg(root: Path) -> Path:
+    """A virtualenv that sees /work/venv's packages but not cxreg, tqdm, scikit-image, scipy, ignite ..."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    py = root / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "base_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "_block_imports.py").write_text(
+        "import sys\nBLOCKED = %r\n" % (BLOCKED,)
+        + "class Block:\n"
+          "    def find_spec(self, name, path=None, target=None):\n"
+          "        if name.split('.')[0] in BLOCKED:\n"
+          "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the test)', name=name)\n"
+          "        return None\n"
+          "sys.meta_path.insert(0, Block())\n")
+    (site / "zz_block.pth").write_text("import _block_imports\n")
+    return py
+
+
+@needs_weights
+def test_download_and_register_without_cxreg(dist, pair, tmp_path):
+    out, z, _ = dist
+    name = bundle_name("registration", "JSRT")
+    py = _venv_without_cxreg(tmp_path / "venv")
+    for mod in ("bundle", "tqdm", "skimage", "scipy"):
+        r = subprocess.run([str(py), "-c", f"import {mod}"], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr, mod
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{z.name}"
+        r = subprocess.run([str(py), "-m", "monai.bundle", "download", "--name", name, "--url", url, "--bundle_dir",
+                            str(tmp_path / "dl")], capture_output=True, text=True, env=_env(), timeout=300)
+    finally:
+        server.shutdown()
+    assert r.returncode == 0, r.stderr[-2000:]
+    bdir = tmp_path / "dl" / name
+    assert (bdir / "configs" / "inference.json").is_file()
+
+    moving, fixed = pair
+    res = tmp_path / "res"
+    r = subprocess.run([str(py), "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
+                        "--moving", str(moving), "--fixed", str(fixed), "--output_dir", str(res), "--device", "cpu"],
+                       cwd=bdir, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for f in ("warped.png", "ddf.nii.gz", "jacobian.nii.gz", "warped_mask.png", "overlay.png", "metrics.json"):
+        assert (res / f).is_file(), f
+    assert load_image(res / "warped.png").shape == (96, 96)  # the fixed image's grid
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["jac"] >= 0 and "dsc" not in m  # no masks given: JAC only
+
+    # the same files as `cxreg register` with the repository's package (and its scikit-image mask cleaning)
+    from bundle.cli import main
+
+    ref = tmp_path / "ref"
+    assert main(["register", str(moving), str(fixed), "--out", str(ref), "--model", "JSRT", "--device", "cpu",
+                 "--quiet"]) == 0
+    import itk
+
+    a = itk.array_from_image(itk.imread(str(res / "ddf.nii.gz")))
+    b = itk.array_from_image(itk.imread(str(ref / "ddf.nii.gz")))
+    assert a.shape == (96, 96, 2) and np.abs(b).max() > 0.1
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.array_equal(load_image(res / "warped_mask.png"), load_image(ref / "warped_mask.png"))
+    assert json.loads((ref / "metrics.json").read_text())["jac"] == m["jac"]
+
+
+@needs_weights
+def test_damaged_weights_stop_with_one_line(unpacked, pair, tmp_path):
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(unpacked, b)
+    assert check_weights(b)["version"]
+    w = b / "models" / "segmentation.pt"
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip one byte
+    w.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"segmentation\.pt: SHA-256 .* does not match"):
+        check_weights(b)
+    moving, fixed = pair
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                        "configs/inference.json", "--moving", str(moving), "--fixed", str(fixed), "--output_dir",
+                        str(tmp_path / "out")], cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("cxreg bundle: error:") and "segmentation.pt: SHA-256" in last
+    assert not (tmp_path / "out").exists()
+
+
+def test_torch_mask_cleaning_equals_monai():
+    from bundle.priors import clean_masks
+
+    rng = np.random.default_rng(0)
+    masks = []
+    for k in range(6):
+        m = lung_mask(64, (int(rng.integers(-3, 4)), 0)).astype(bool)
+        m[rng.random(m.shape) < 0.02] = True  # specks (small components)
+        m[rng.random(m.shape) < 0.02] = False  # holes
+        m[30:34, 18:22] = False  # a bigger hole inside the left lung
+        if k % 2:
+            m[:3, 10:50] = True  # a blob touching the border
+            m[0:2, :] = True  # a band, as large as a lung
+        masks.append(m)
+    x = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+    ref = clean_masks(x.clone())  # (MONAI's FillHoles writes into its input)
+    got = clean_masks_torch(x)
+    assert got.shape == ref.shape and ref.sum() > 0 and not torch.equal(ref, x)
+    assert torch.equal(got, ref)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from bundle.cli import main
+
+    assert main(["export", "--bundle", "registration", "--dataset", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.pt: weights file not found" in err[0]
+    assert not list(tmp_path.glob("*.zip"))
+
+
+@needs_weights
+@pytest.mark.parametrize("kind", ["segmentation", "autoencoder"])
+def test_prior_bundles_verify_and_run(kind, tmp_path):
+    log: list = []
+    z = export_bundle(kind, "JSRT", tmp_path / "dist", log=log)
+    assert "metadata is verified" in log[0] and "verified with no error" in log[0]
+    with zipfile.ZipFile(z) as f:
+        f.extractall(tmp_path)
+    b = tmp_path / bundle_name(kind, "JSRT")
+    meta = json.loads((b / "configs" / "metadata.json").read_text())
+    assert set(meta["cxreg_weights_sha256"]) == {"models/model.pt"} and (b / "models" / "model.ts").is_file()
+    key = "test_dsc_mean" if kind == "segmentation" else "test_clean_dsc_mean"
+    assert 0.9 < meta["eval_metrics"][key] <= 1
+    if kind == "autoencoder":
+        return
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(_chest((96, 80), seed=3)).save(inp / "a.png")
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                        "configs/inference.json", "--input_dir", str(inp), "--output_dir", str(tmp_path / "pred")],
+                       cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    pred = load_image(tmp_path / "pred" / "a.png")
+    truth = lung_mask(96)[:96, :80]
+    assert pred.shape == (96, 80)
+    inter = ((pred > 0) & (truth > 0)).sum()
+    assert 2 * inter / ((pred > 0).sum() + truth.sum()) > 0.8  # the two synthetic lungs are found
