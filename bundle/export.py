@@ -335,8 +335,13 @@ def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None)
 
 
 def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
-    """The four configs of an exported bundle, from the repository's."""
+    """The configs of an exported bundle, from the repository's (override files such as
+    ``multi_gpu_train.json`` are copied with the package name rewritten)."""
     out = {}
+    sub = _SRC.parent / "configs" / ("" if kind == "registration" else kind)
+    for extra in ("multi_gpu_train.json", "multi_gpu_evaluate.json"):
+        if (sub / extra).is_file():
+            out[extra] = _rewrite(json.loads((sub / extra).read_text()))
     if kind == "registration":
         net = {"_target_": f"scripts.{PACKAGE}.networks.MultiScaleRegNet", "spatial_dims": 2, **settings["net"]}
         out["inference.json"] = {

@@ -272,3 +272,31 @@ def test_prior_bundles_verify_and_run(kind, tmp_path):
     assert pred.shape == (96, 80)
     inter = ((pred > 0) & (truth > 0)).sum()
     assert 2 * inter / ((pred > 0).sum() + truth.sum()) > 0.8  # the two synthetic lungs are found
+
+
+@needs_weights
+def test_exported_registration_bundle_trains_and_evaluates(unpacked, tmp_path):
+    import shutil
+
+    from .conftest import make_dataset
+
+    b = tmp_path / "b"
+    shutil.copytree(unpacked, b)
+    make_dataset(tmp_path / "data", "TOY", n=6, size=64)
+    common = ["--dataset", "TOY", "--data_dir", str(tmp_path / "data"), "--seg_model", "truth", "--lambda_ae", "0"]
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.json",
+                        *common, "--work_size", "32", "--batches_per_epoch", "2", "--batch_size", "4", "--val_pairs",
+                        "4", "--val_fraction", "0.34", "--val_interval", "1", "--num_workers", "0", "--max_epochs", "1"],
+                       cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    trained = torch.load(b / "runs" / "registration_TOY" / "registration.pt", weights_only=True)
+    assert trained["settings"]["work_size"] == 32
+    assert sha256(b / "models" / "model.pt") == sha256(unpacked / "models" / "model.pt")  # shipped weights kept
+    # evaluate.json scores the shipped model.pt on all 30 ordered pairs of the 6 images
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+                        "['configs/train.json','configs/evaluate.json']", *common], cwd=b, capture_output=True,
+                       text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = (b / "runs" / "registration_TOY" / "eval_TOY" / "val_mean_dice_raw.csv").read_text().splitlines()
+    assert len(rows) == 31
+    assert 0.5 < float(rows[1].split(",")[-1]) <= 1
