@@ -92,7 +92,7 @@ def _cmd_register(a) -> int:
         pairs = shard_items(pairs, a.shard)
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
-                            seg_model=a.seg_model)
+                            seg_model=a.seg_model, strict=a.debug)
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:

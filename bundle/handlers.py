@@ -22,19 +22,41 @@ from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 __all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "first_loss"]
 
 
-class CheckpointSaver(_MonaiCheckpointSaver):
-    """MONAI ``CheckpointSaver`` (same arguments) whose files are written atomically (temporary file + rename).
+class _SaveThenRemove:
+    """Mixin for a ``DiskSaver``: removing the checkpoint that a new one replaces waits until the new one is
+    written. ignite's ``Checkpoint`` removes the old file *before* saving (with ``n_saved=1`` a crash while
+    saving would leave no checkpoint at all)."""
 
-    ignite's ``DiskSaver(atomic=True)`` writes into a ``NamedTemporaryFile`` in ``save_dir``, ``os.replace``-s
-    it onto the final name and adds group/other read permission; MONAI builds its savers with
-    ``atomic=False``, which we switch back on here.
+    def _name(self, filename: str) -> str:
+        return getattr(self, "filename", None) or filename  # MONAI's savers may have one fixed file name
+
+    def remove(self, filename: str) -> None:
+        self._pending = [*getattr(self, "_pending", []), filename]
+
+    def __call__(self, checkpoint, filename: str, metadata=None) -> None:
+        super().__call__(checkpoint, filename, metadata)
+        pending, self._pending = getattr(self, "_pending", []), []
+        for old in pending:
+            if self._name(old) != self._name(filename):
+                super().remove(old)
+
+
+class CheckpointSaver(_MonaiCheckpointSaver):
+    """MONAI ``CheckpointSaver`` (same arguments) made crash-safe.
+
+    - Atomic files: ignite's ``DiskSaver(atomic=True)`` writes into a ``NamedTemporaryFile`` in ``save_dir``,
+      ``os.replace``-s it onto the final name and adds group/other read permission; MONAI builds its savers
+      with ``atomic=False``, which we switch back on.
+    - The checkpoint a new one replaces (``n_saved``) is removed only after the new one is on disk.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for ck in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ck is not None:
-                ck.save_handler._atomic = True
+                h = ck.save_handler
+                h._atomic = True
+                h.__class__ = type(f"SaveThenRemove{type(h).__name__}", (_SaveThenRemove, type(h)), {})
 
 
 class NonFiniteError(RuntimeError):

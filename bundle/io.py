@@ -189,6 +189,11 @@ def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
         raise InputError(f"{dest}: output path exists and is not a folder")
     if dest.is_dir() and any(dest.iterdir()) and not overwrite:
         raise InputError(f"{dest}: output folder exists (use --overwrite to replace it)")
+    anc = dest.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"{dest}: output folder cannot be written ({anc} is not a folder)")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent).cleanup()

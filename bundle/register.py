@@ -230,13 +230,15 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 
 
 def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overwrite=False, progress=True,
-                   refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256) -> list[dict]:
+                   refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
+                   strict: bool = False) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
 
     The output folder is checked first (refused if it exists and is not empty, unless ``overwrite``, or if it
-    cannot be written), before any model is loaded; each pair's folder is written atomically."""
+    cannot be written), before any model is loaded; each pair's folder is written atomically. ``strict``
+    (``cxreg --debug``) raises a pair's error, with its traceback, instead of reporting it."""
     from tqdm import tqdm
 
     check_writable(out_dir, overwrite)
@@ -266,8 +268,12 @@ def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overw
             write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite)
             status.append({"pair": name, "ok": True, "out": str(dest), **metrics_of(res)})
         except InputError as e:
+            if strict:
+                raise
             status.append({"pair": name, "ok": False, "error": str(e)})
         except (OSError, ValueError, RuntimeError, MemoryError) as e:  # unexpected: still one line, pair skipped
+            if strict:
+                raise
             status.append({"pair": name, "ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
     return status
 
