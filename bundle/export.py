@@ -523,7 +523,7 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
     dataset = dataset.upper() if dataset.upper() in ("JSRT", "MONT", "SHEN") else dataset
     version = version or _repo_cfg(kind, "metadata.json")["version"]
     name = bundle_name(kind, dataset)
-    out = Path(out)
+    out = Path(out).resolve()
     zpath = out / f"{name}_v{version}.zip"
     if zpath.exists() and not overwrite:
         raise InputError(f"{zpath}: exists (use --overwrite to replace it)")
