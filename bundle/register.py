@@ -204,12 +204,15 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
         mo, ms, md = _itk_geometry(moving_path, mov.shape)
         h, w = fixed_img.shape
-        rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
+        # float32 throughout (memory: a 2048x2048 fixed image needs 32 MiB per (H, W, 2) array)
+        rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
         idx_f = np.stack([cc, rr], -1)  # (x, y) index
+        del rr, cc
         idx_m = idx_f + np.stack([res["ddf"][1], res["ddf"][0]], -1)
-        phys_f = fo + (idx_f * fs) @ fd.T
-        phys_m = mo + (idx_m * ms) @ md.T
-        vec = itk.image_from_array((phys_m - phys_f).astype(np.float32), is_vector=True)
+        f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+        vec_arr = (f32(mo) + (idx_m * f32(ms)) @ f32(md).T) - (f32(fo) + (idx_f * f32(fs)) @ f32(fd).T)
+        del idx_f, idx_m
+        vec = itk.image_from_array(vec_arr, is_vector=True)
         vec.SetOrigin(fo.tolist())
         vec.SetSpacing(fs.tolist())
         vec.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
