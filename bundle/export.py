@@ -19,7 +19,8 @@ export time. The functions below the exporter (:func:`run_registration`, :func:`
 :func:`load_any_registration`) are what the exported configs call, from the copy inside the bundle.
 
 Inference in an exported registration bundle needs monai (+ fire for ``python -m monai.bundle``), torch, itk,
-nibabel and pillow: tqdm and scikit-image are replaced by small fallbacks here when they are missing.
+nibabel and pillow: tqdm, scikit-image and scipy are replaced by torch fallbacks here when they are missing
+(mask cleaning and HD/ASSD give the same values, see tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ __all__ = [
     "run_registration",
     "load_any_registration",
     "clean_masks_torch",
+    "hausdorff_torch",
+    "assd_torch",
     "add_parser",
 ]
 
@@ -148,8 +151,48 @@ def clean_masks_torch(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _edges(m: torch.Tensor) -> torch.Tensor:
+    """MONAI's mask boundary: the mask minus its erosion by a 4-neighbour cross (outside = background)."""
+    import torch.nn.functional as F
+
+    p = F.pad(m[None, None].float(), (1, 1, 1, 1))[0, 0] > 0
+    inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~inner
+
+
+def _boundary_distances(pred, target, spacing=None) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per batch item: (distances of pred's boundary pixels to target's boundary, and the reverse); None if empty."""
+    from .metrics import _as_tensor
+
+    p, t = _as_tensor(pred) > 0.5, _as_tensor(target) > 0.5
+    scale = torch.tensor(spacing if spacing else (1.0, 1.0), dtype=torch.float64)
+    out = []
+    for a, b in zip(p[:, 0], t[:, 0]):
+        if not a.any() or not b.any():
+            out.append(None)
+            continue
+        ca = torch.nonzero(_edges(a)).double() * scale
+        cb = torch.nonzero(_edges(b)).double() * scale
+        d = torch.cdist(ca, cb)
+        out.append((d.min(1).values, d.min(0).values))
+    return out
+
+
+def hausdorff_torch(pred, target, spacing=None) -> torch.Tensor:
+    """``bundle.metrics.hausdorff`` (MONAI ``HausdorffDistanceMetric``, maximum) without scipy; (B,), NaN if empty."""
+    return torch.tensor([float("nan") if d is None else float(max(d[0].max(), d[1].max()))
+                         for d in _boundary_distances(pred, target, spacing)])
+
+
+def assd_torch(pred, target, spacing=None) -> torch.Tensor:
+    """``bundle.metrics.assd`` (MONAI ``SurfaceDistanceMetric(symmetric=True)``: the mean of both directions'
+    boundary distances taken together) without scipy; (B,), NaN if empty."""
+    return torch.tensor([float("nan") if d is None else float(torch.cat(d).mean())
+                         for d in _boundary_distances(pred, target, spacing)])
+
+
 def _use_fallbacks() -> None:
-    """Let the inference path run where tqdm / scikit-image are not installed."""
+    """Let the inference path run where tqdm / scikit-image / scipy are not installed."""
     import types
 
     def missing(mod: str) -> bool:
@@ -167,6 +210,10 @@ def _use_fallbacks() -> None:
         from . import priors
 
         priors.clean_masks = clean_masks_torch
+    if missing("scipy.ndimage"):
+        from . import metrics
+
+        metrics.hausdorff, metrics.assd = hausdorff_torch, assd_torch
 
 
 def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu"):
@@ -185,10 +232,11 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
 
 def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
                      fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
-                     refine_steps: int = 0) -> list[dict]:
+                     refine_steps: int = 0, debug: bool = False) -> list[dict]:
     """What an exported registration bundle's ``inference`` runs: ``cxreg register``'s outputs for one pair
     (``--moving M --fixed F``) or a pairs CSV (``--pairs_csv``), with the bundle's own weights
-    (``models/model.pt``, ``models/segmentation.pt``) after their SHA-256 check. Errors: one line, exit 1."""
+    (``models/model.pt``, ``models/segmentation.pt``) after their SHA-256 check. Errors: one line on stderr
+    and exit status 1 (a traceback with ``--debug True``)."""
     try:
         _use_fallbacks()
         root = Path(bundle_root)
@@ -212,10 +260,13 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         try:
             return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                             pairs_csv=pairs_csv, output_dir=output_dir, model="bundle",
-                                            device=device, overwrite=overwrite, refine_steps=refine_steps)
+                                            device=device, overwrite=overwrite, refine_steps=refine_steps,
+                                            exit_on_error=not debug)
         finally:
             reg_mod.Registrar = orig
     except InputError as e:
+        if debug:
+            raise
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
@@ -358,10 +409,11 @@ def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
             "output_dir": "$os.path.join(@bundle_root, 'eval')",
             "overwrite": False,
             "refine_steps": 0,
+            "debug": False,
             "run": [f"$scripts.{PACKAGE}.export.run_registration(@bundle_root, @network_def, @seg_network_def, "
                     "@settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, fixed_mask=@fixed_mask, "
                     "pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, overwrite=@overwrite, "
-                    "refine_steps=@refine_steps)"],
+                    "refine_steps=@refine_steps, debug=@debug)"],
             "inference": "%run",
         }
         tr = _rewrite(_repo_cfg(kind, "train.json"))

@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bundle.export import bundle_name, check_weights, clean_masks_torch, export_bundle, sha256
+from bundle.export import (assd_torch, bundle_name, check_weights, clean_masks_torch, export_bundle, hausdorff_torch,
+                           sha256)
 from bundle.io import InputError, load_image
 
 from .conftest import REPO, lung_mask
@@ -62,6 +63,8 @@ def pair(tmp_path_factory):
     d = tmp_path_factory.mktemp("pair")
     Image.fromarray(_chest((96, 80), shift=(3, -2), scale=0.9, seed=1)).save(d / "moving.png")
     Image.fromarray(_chest((96, 96), seed=2)).save(d / "fixed.png")
+    Image.fromarray(lung_mask(96, (3, -2), 0.9)[:, :80] * 255).save(d / "moving_mask.png")
+    Image.fromarray(lung_mask(96) * 255).save(d / "fixed_mask.png")
     return d / "moving.png", d / "fixed.png"
 
 
@@ -163,32 +166,45 @@ def test_download_and_register_without_cxreg(dist, pair, tmp_path):
     bdir = tmp_path / "dl" / name
     assert (bdir / "configs" / "inference.json").is_file()
 
+    # two pairs from a CSV: one with both masks given (DSC/HD/ASSD), one with predicted masks
     moving, fixed = pair
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("moving,fixed,moving_mask,fixed_mask\n"
+                   f"{moving},{fixed},{moving.parent / 'moving_mask.png'},{fixed.parent / 'fixed_mask.png'}\n"
+                   f"{fixed},{moving},,\n")
     res = tmp_path / "res"
     r = subprocess.run([str(py), "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
-                        "--moving", str(moving), "--fixed", str(fixed), "--output_dir", str(res), "--device", "cpu"],
+                        "--pairs_csv", str(csv), "--output_dir", str(res), "--device", "cpu"],
                        cwd=bdir, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    with_masks, predicted = res / "moving__fixed", res / "fixed__moving"
     for f in ("warped.png", "ddf.nii.gz", "jacobian.nii.gz", "warped_mask.png", "overlay.png", "metrics.json"):
-        assert (res / f).is_file(), f
-    assert load_image(res / "warped.png").shape == (96, 96)  # the fixed image's grid
-    m = json.loads((res / "metrics.json").read_text())
-    assert m["jac"] >= 0 and "dsc" not in m  # no masks given: JAC only
+        assert (with_masks / f).is_file() and (predicted / f).is_file(), f
+    assert load_image(with_masks / "warped.png").shape == (96, 96)  # the fixed image's grid
+    assert load_image(predicted / "warped.png").shape == (96, 80)
+    m = json.loads((with_masks / "metrics.json").read_text())
+    assert m["jac"] >= 0 and 0.8 < m["dsc"] <= 1 and m["hd"] > 0 and m["assd"] > 0
+    assert "dsc" not in json.loads((predicted / "metrics.json").read_text())  # no masks given: JAC only
+    assert all(s["ok"] for s in json.loads((res / "summary.json").read_text()))
 
-    # the same files as `cxreg register` with the repository's package (and its scikit-image mask cleaning)
+    # the same files as `cxreg register --pairs` with the repository's package (scikit-image, scipy)
     from bundle.cli import main
 
     ref = tmp_path / "ref"
-    assert main(["register", str(moving), str(fixed), "--out", str(ref), "--model", "JSRT", "--device", "cpu",
+    assert main(["register", "--pairs", str(csv), "--out", str(ref), "--model", "JSRT", "--device", "cpu",
                  "--quiet"]) == 0
     import itk
 
-    a = itk.array_from_image(itk.imread(str(res / "ddf.nii.gz")))
-    b = itk.array_from_image(itk.imread(str(ref / "ddf.nii.gz")))
-    assert a.shape == (96, 96, 2) and np.abs(b).max() > 0.1
-    np.testing.assert_allclose(a, b, atol=1e-4)
-    assert np.array_equal(load_image(res / "warped_mask.png"), load_image(ref / "warped_mask.png"))
-    assert json.loads((ref / "metrics.json").read_text())["jac"] == m["jac"]
+    for name in ("moving__fixed", "fixed__moving"):
+        a = itk.array_from_image(itk.imread(str(res / name / "ddf.nii.gz")))
+        b = itk.array_from_image(itk.imread(str(ref / name / "ddf.nii.gz")))
+        assert np.abs(b).max() > 0.1
+        np.testing.assert_allclose(a, b, atol=1e-4)
+        assert np.array_equal(load_image(res / name / "warped_mask.png"), load_image(ref / name / "warped_mask.png"))
+        got, want = (json.loads((d / name / "metrics.json").read_text()) for d in (res, ref))
+        assert got.keys() == want.keys()
+        for k in set(got) - {"fixed", "moving"}:
+            assert got[k] == pytest.approx(want[k], abs=1e-5), k
 
 
 @needs_weights
@@ -233,6 +249,24 @@ def test_torch_mask_cleaning_equals_monai():
     got = clean_masks_torch(x)
     assert got.shape == ref.shape and ref.sum() > 0 and not torch.equal(ref, x)
     assert torch.equal(got, ref)
+
+
+def test_torch_boundary_distances_equal_monai():
+    from bundle.metrics import assd, hausdorff
+
+    rng = np.random.default_rng(1)
+    a = np.stack([lung_mask(64, (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))), float(rng.uniform(0.8, 1.1)))
+                  for _ in range(5)])
+    b = np.stack([lung_mask(64, (int(rng.integers(-4, 5)), 0), float(rng.uniform(0.8, 1.1))) for _ in range(5)])
+    a[0, 5, 5] = 1  # a far outlier pixel sets HD
+    a[1, :, :] = 0  # empty: NaN, as MONAI through bundle.metrics
+    b[2, :2, :] = 1  # touches the image border
+    x, y = torch.from_numpy(a[:, None]).float(), torch.from_numpy(b[:, None]).float()
+    for fast, ref in ((hausdorff_torch, hausdorff), (assd_torch, assd)):
+        for spacing in (None, (0.5, 0.7)):
+            want, got = ref(x, y, spacing), fast(x, y, spacing)
+            assert torch.isnan(want[1]) and torch.isnan(got[1])
+            torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-5, equal_nan=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
