@@ -481,9 +481,16 @@ def _readme(kind: str, dataset: str, name: str, meta: dict) -> str:
                 "on the input grid." if kind == "segmentation" else
                 "reconstructs (denoises) the lung masks in `--input_dir` (64x64 shape model) and writes "
                 "`<name>.png` (0/255) on the input grid; its encoder is the shape prior of the registration loss.")
+    if kind == "registration":
+        st = meta["_settings"]
+        what += (f" This model: network input {st['work_size']}x{st['work_size']}, lung-mask attention "
+                 f"{'on' if st['attention'] else 'off'}, affine pre-alignment from the masks' moments "
+                 f"{'on' if st['affine'] else 'off'}, " + (f"diffeomorphic (stationary velocity integrated by "
+                 f"scaling and squaring, {st['int_steps']} steps)" if st["integrate"] else "displacement output")
+                 + f", network {json.dumps(st['net'])}.")
     return f"""# {meta['name']}
 
-{meta['description']}
+{meta['description']} (The docs/*.md files named here are in the cxreg repository.)
 
 This bundle {what}
 
@@ -615,7 +622,8 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
             "# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.\n"
             f'"""Custom code of this bundle: ``scripts.{PACKAGE}`` is a copy of the cxreg package."""\n')
         _copy_package(b / "scripts" / PACKAGE)
-        (b / "docs" / "README.md").write_text(_readme(kind, dataset, name, {**meta, "_input_shape": str(shape)}))
+        (b / "docs" / "README.md").write_text(_readme(kind, dataset, name, {**meta, "_input_shape": str(shape),
+                                                                            "_settings": settings}))
         if check:
             schema = _SRC.parent / "configs" / "schema" / "meta_schema.json"
             sc = Path(tmp) / "schema.json"
