@@ -31,6 +31,7 @@ import os
 import platform
 import pstats
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -646,7 +647,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     res = run_benchmark(a.dataset, a.pairs, a.data_dir, a.model, a.seg_model, a.ae_model, a.device, a.seed,
                         a.train_iters, not a.no_training, methods, a.profile_pairs, a.runs_dir, progress=not a.quiet)
     chart = bar_chart(res, out.parent / "img" / f"benchmark_{a.dataset}.png")
-    command = "cxreg benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else None
+    command = "cxreg benchmark " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else None
     md = render_markdown(res, chart=os.path.relpath(chart, out.parent), command=command, note=a.note)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
