@@ -6,7 +6,9 @@
 
 The pictures show the datasets' images and (ground-truth) masks, whose licences forbid redistribution
 (SCR masks, NLM sets): write them under docs/img/local/ (git-ignored) and do not commit them.
-``registration --no-data`` draws only our outputs (deformation grid on white, Jacobian map), which may be shared.
+``--no-data`` draws only our outputs, which may be shared: for registration the deformation grid on white and the
+Jacobian map; for segmentation/autoencoder an error map of the prediction (white = predicted and true lung, red =
+predicted only, blue = missed), no X-ray.
 
 Segmentation/autoencoder: for each dataset the typical (median DSC) and the worst test image; green = truth,
 red = prediction. Registration: a typical (median DSC) and a hard (worst DSC) test pair: moving, fixed,
@@ -24,13 +26,25 @@ from bundle.visualize import grid_image, jacobian_rgb, overlay, tile
 
 GREEN, RED = (0, 200, 0), (230, 0, 0)
 
+
+def error_map(pred, truth):
+    """(H, W, 3) uint8 picture of a (1, H, W) prediction against the truth: white both, red predicted only, blue missed."""
+    import numpy as np
+
+    p, t = pred[0].numpy() > 0.5, truth[0].numpy() > 0.5
+    rgb = np.zeros(p.shape + (3,), np.uint8)
+    rgb[p & t] = 255
+    rgb[p & ~t] = (230, 0, 0)
+    rgb[~p & t] = (40, 90, 255)
+    return rgb
+
 p = argparse.ArgumentParser()
 p.add_argument("what", choices=["segmentation", "autoencoder", "registration"])
 p.add_argument("--out", required=True)
 p.add_argument("--model", default=None)
 p.add_argument("--dataset", default="JSRT")
 p.add_argument("--max-pairs", type=int, default=400)
-p.add_argument("--no-data", action="store_true", help="registration: only the field grid and Jacobian panels")
+p.add_argument("--no-data", action="store_true", help="no X-rays: error maps / field grid and Jacobian panels only")
 a = p.parse_args()
 Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
@@ -53,7 +67,10 @@ if a.what in ("segmentation", "autoencoder"):
         s = dice(pred, d.masks)
         order = torch.argsort(s)
         picks = [order[len(order) // 2].item(), order[0].item()]
-        rows.append([overlay(d.images[i], [(d.masks[i], GREEN), (pred[i], RED)]) for i in picks])
+        if a.no_data:
+            rows.append([error_map(pred[i], d.masks[i]) for i in picks])
+        else:
+            rows.append([overlay(d.images[i], [(d.masks[i], GREEN), (pred[i], RED)]) for i in picks])
         labels.append([f"{ds} {d.ids[i]} typical DSC {s[i]:.3f}" if k == 0 else f"{ds} {d.ids[i]} worst DSC {s[i]:.3f}"
                        for k, i in enumerate(picks)])
     tile(rows, labels).save(a.out)

@@ -8,7 +8,7 @@ mkdir -p runs/registration_JSRT_paper docs/results/registration
 cp models/registration_JSRT.pt runs/registration_JSRT_paper/final.pt
 cp runs/registration_JSRT/summary.json runs/registration_JSRT_paper/summary.json
 echo "[$(date +%T)] eval JSRT paper"
-cxreg evaluate --method ours --model runs/registration_JSRT_paper/final.pt --seg-model JSRT --dataset JSRT --quiet \
+cxreg evaluate --method ours --model runs/registration_JSRT_paper/final.pt --seg-model JSRT --dataset JSRT --quiet --overwrite \
   --out docs/results/registration/JSRT_paper | tail -3
 cp runs/registration_JSRT_paper/summary.json docs/results/registration/JSRT_paper/train_summary.json
 echo "[$(date +%T)] JSRT diffeo"; bash scripts/run_registration.sh JSRT diffeo

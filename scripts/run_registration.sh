@@ -18,6 +18,6 @@ t0=$(date +%s)
 python -m monai.bundle run training --config_file "$CFG" --dataset "$DS" --output_dir "$OUT" --model_path "$MODEL" "$@" \
   > "logs/train_registration_${DS}_${VAR}.log" 2>&1
 echo "$DS $VAR trained in $(( $(date +%s) - t0 )) s"
-cxreg evaluate --method ours --model "$MODEL" --seg-model "$DS" --dataset "$DS" --quiet \
+cxreg evaluate --method ours --model "$MODEL" --seg-model "$DS" --dataset "$DS" --quiet --overwrite \
   --out "docs/results/registration/${DS}_${VAR}" | tail -3
 cp "$OUT/summary.json" "docs/results/registration/${DS}_${VAR}/train_summary.json"
