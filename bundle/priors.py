@@ -58,7 +58,7 @@ def clean_masks(masks: torch.Tensor) -> torch.Tensor:
 
     keep = KeepLargestConnectedComponent(applied_labels=[1], num_components=2)
     fill = FillHoles(applied_labels=[1])
-    return torch.stack([torch.as_tensor(fill(keep(m.cpu()))) for m in masks]).float()
+    return torch.stack([torch.as_tensor(fill(keep(m.detach().cpu().clone()))) for m in masks]).float()
 
 
 @torch.no_grad()

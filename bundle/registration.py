@@ -398,9 +398,10 @@ def build_registration(settings: RegSettings) -> MultiScaleRegNet:
 
 def save_registration(src_checkpoint: str | os.PathLike, dst: str | os.PathLike, settings: RegSettings) -> str:
     """Write ``{"model": state_dict, "settings": dict}`` (tensors and plain values only) atomically."""
-    from .workflow import load_weights, save_atomic
+    from .workflow import check_finite, load_weights, save_atomic
 
     sd = load_weights(src_checkpoint)
+    check_finite(sd, src_checkpoint)
     save_atomic({"model": {k: v.detach().cpu() for k, v in sd.items()}, "settings": asdict(settings)}, dst)
     print(f"saved registration model to {dst}")
     return str(dst)

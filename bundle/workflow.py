@@ -13,7 +13,7 @@ import torch
 
 from .io import InputError
 
-__all__ = ["safe_load", "load_weights", "save_atomic", "export_weights", "resume_path", "write_json", "RunSummary",
+__all__ = ["safe_load", "load_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
            "first_reaching"]
 
 
@@ -25,8 +25,10 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise InputError(f"{p}: not a loadable tensors-only checkpoint ({first})") from None
+        if "Weights only load failed" in str(e):
+            raise InputError(f"{p}: refused: the checkpoint holds Python objects other than tensors (cxreg loads "
+                             "weights with torch.load(weights_only=True))") from None
+        raise InputError(f"{p}: not a PyTorch checkpoint ({type(e).__name__})") from None
 
 
 def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -47,13 +49,22 @@ def save_atomic(obj, dst: str | os.PathLike) -> str:
     fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
     os.close(fd)
     torch.save(obj, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; weights are meant to be shared
     os.replace(tmp, dst)
     return str(dst)
+
+
+def check_finite(state_dict: dict, src) -> None:
+    """Refuse weights with NaN/Inf (one-line ``InputError`` naming ``src`` and the first bad tensor)."""
+    for k, v in state_dict.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
+            raise InputError(f"{src}: weights contain NaN/Inf ({k}); not exported")
 
 
 def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     """Copy the network state dict of checkpoint ``src`` to ``dst`` (tensors only, atomic write)."""
     sd = load_weights(src)
+    check_finite(sd, src)
     save_atomic({k: v.detach().cpu() for k, v in sd.items()}, dst)
     print(f"saved weights to {dst}")
     return str(dst)

@@ -72,3 +72,21 @@ def test_pair_metrics_and_summary():
     assert m["dsc"] == pytest.approx([1.0, 0.7]) and m["jac"] == [0, 0]
     s = summarise({"hd": [1.0, 3.0, float("nan")]})
     assert s["hd"]["mean"] == 2.0 and s["hd"]["std"] == 1.0 and s["hd"]["nan"] == 1
+
+
+def test_surface_metrics_equal_monai_metric_classes():
+    from bundle.metrics import assd, hausdorff, surface_metrics
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    masks = []
+    for _ in range(6):  # ellipses of different size, shape and place: boundaries of different lengths
+        cy, cx, ry, rx = (torch.rand(4, generator=g) * torch.tensor([16, 16, 12, 12]) + torch.tensor([16, 16, 4, 4]))
+        masks.append((((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).float()[None])
+    p, t = torch.stack(masks[:3]), torch.stack(masks[3:])
+    p[1] = 0  # an empty mask gives NaN in both
+    for spacing in (None, (0.5, 2.0)):
+        hd, sd = surface_metrics(p, t, spacing)
+        assert torch.allclose(hd, hausdorff(p, t, spacing), equal_nan=True)
+        assert torch.allclose(sd, assd(p, t, spacing), atol=1e-5, equal_nan=True)
+    assert torch.isnan(hd[1]) and not torch.isnan(hd[0])

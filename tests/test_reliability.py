@@ -117,7 +117,7 @@ REFUSED = [
     ("8000x8000", "huge.png", "fixed.png", [], f"huge.png: image is 8000x8000 pixels; the largest accepted is {MAX_SIDE}x{MAX_SIDE}"),
     ("mask_size", "moving.png", "fixed.png", ["--moving-mask", "small_mask.png", "--fixed-mask", "fixed_mask.png"],
      "small_mask.png: mask size (50, 50) differs from its image (96, 96)"),
-    ("model_not_checkpoint", "moving.png", "fixed.png", ["--model", "notackpt.pt"], "notackpt.pt: not a loadable tensors-only checkpoint"),
+    ("model_not_checkpoint", "moving.png", "fixed.png", ["--model", "notackpt.pt"], "notackpt.pt: not a PyTorch checkpoint"),
     ("model_missing", "moving.png", "fixed.png", ["--model", "nope.pt"], "nope.pt: weights file not found"),
 ]
 
@@ -225,7 +225,7 @@ def test_evil_checkpoint_is_refused_and_its_code_never_runs(capsys, tmp_path, mo
     rc = main(["register", str(bad / "moving.png"), str(bad / "fixed.png"), "--out", str(tmp_path / "o"),
                "--model", str(bad / "evil.pt"), "--seg-model", str(models / "seg.pt"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and f"{bad / 'evil.pt'}: not a loadable tensors-only checkpoint" in err[0]
+    assert rc == 1 and len(err) == 1 and f"{bad / 'evil.pt'}: refused: the checkpoint holds Python objects other than tensors" in err[0]
     assert not (bad / "PWNED").exists()
     # the same file as a segmentation model, and through the Python API
     from bundle.io import InputError
@@ -330,7 +330,7 @@ def test_evaluate_broken_data_folder_model_and_existing_output(capsys, tmp_path,
     # a model that is not a checkpoint
     rc = main(["evaluate", "--method", "ours", "--model", str(bad / "notackpt.pt"), "--dataset", "TOY", "--data-dir",
                str(data), "--out", str(tmp_path / "m"), "--quiet"])
-    assert rc == 1 and f"{bad / 'notackpt.pt'}: not a loadable tensors-only checkpoint" in capsys.readouterr().err
+    assert rc == 1 and f"{bad / 'notackpt.pt'}: not a PyTorch checkpoint" in capsys.readouterr().err
     # a data folder with a text file in place of an image, and one without splits.json (a new folder: loaded
     # splits are cached per folder)
     data = tmp_path / "data2"
