@@ -49,6 +49,11 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "3",
                        "--val_interval", "1", "--num_workers", "0", *extra, cwd=tmp_path)
     assert "Restored all variables" in log and "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())  # the validation history survives the resume
+    assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert all(0 <= h["metric"] <= 1 for h in summary["history"])
 
     # inference on a PNG and a NIfTI of another size: masks come back on the input grid
     inp = tmp_path / "in"
