@@ -86,13 +86,15 @@ def _cmd_register(a) -> int:
             raise ValueError("give MOVING FIXED (or --pairs PAIRS.csv)")
         pairs = [{"moving": a.moving, "fixed": a.fixed, "moving_mask": a.moving_mask, "fixed_mask": a.fixed_mask}]
     single = not a.pairs
-    if a.shard:
-        from .distributed import shard_items
+    from .distributed import parse_shard, shard_items
 
-        pairs = shard_items(pairs, a.shard)
+    shard_i, shard_n = parse_shard(a.shard) if not single else (0, 1)  # --shard i/n, else torchrun's rank/world
+    if shard_n > 1:
+        pairs = shard_items(pairs, f"{shard_i}/{shard_n}")
+    # shards share the output folder: each pair folder is still refused if it exists (unless --overwrite)
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
-                            seg_model=a.seg_model, strict=a.debug)
+                            seg_model=a.seg_model, strict=a.debug, check_out=shard_n == 1)
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
@@ -103,9 +105,10 @@ def _cmd_register(a) -> int:
         else:
             print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
     if not single:
-        write_summary(a.out, status)
+        name = "summary.json" if shard_n == 1 else f"summary_{shard_i}of{shard_n}.json"
+        write_summary(a.out, status, name)
         failed = "".join(f"\n  failed: {s['pair']}: {s['error']}" for s in status if not s["ok"])
-        print(f"{len(ok)} of {len(status)} pairs registered; summary in {a.out}/summary.json{failed}")
+        print(f"{len(ok)} of {len(status)} pairs registered; summary in {a.out}/{name}{failed}")
     return 0 if len(ok) == len(status) else 1
 
 

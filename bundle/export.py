@@ -242,28 +242,17 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         root = Path(bundle_root)
         check_weights(root)
         from . import register as reg_mod
-        from .registration import RegSettings
         from .workflow import load_weights
 
         device = str(device)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
-        orig = reg_mod.Registrar
-
-        class BundleRegistrar(orig):
-            def __init__(self, *args, size: int = 256, refine_steps: int = 0, **kw):  # models are given
-                self.net, self.settings = network.to(device).eval(), RegSettings.from_dict(settings)
-                self.seg = seg_network.to(device).eval()
-                self.device, self.size, self.refine_steps = device, size, refine_steps
-
-        reg_mod.Registrar = BundleRegistrar  # register_files builds its Registrar from this name
-        try:
-            return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
-                                            pairs_csv=pairs_csv, output_dir=output_dir, model="bundle",
-                                            device=device, overwrite=overwrite, refine_steps=refine_steps,
-                                            exit_on_error=not debug)
-        finally:
-            reg_mod.Registrar = orig
+        registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
+                                                    refine_steps=refine_steps)
+        return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
+                                        pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
+                                        overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
+                                        registrar=registrar)
     except InputError as e:
         if debug:
             raise

@@ -69,6 +69,20 @@ class Registrar:
         self.seg = load_segmentation(seg_model, device)
         self.device, self.size, self.refine_steps = device, size, refine_steps
 
+    @classmethod
+    def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",
+                      size: int = 256, refine_steps: int = 0) -> "Registrar":
+        """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
+        ``settings`` is a :class:`bundle.registration.RegSettings` or its dict."""
+        from .registration import RegSettings
+
+        self = cls.__new__(cls)
+        self.net = net.to(device).eval()
+        self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
+        self.seg = seg.to(device).eval()
+        self.device, self.size, self.refine_steps = device, size, refine_steps
+        return self
+
     @torch.no_grad()
     def lung_mask(self, img01: torch.Tensor) -> torch.Tensor:
         from .priors import predict_lung_masks
@@ -101,7 +115,10 @@ class Registrar:
         pad_f = torch.tensor(f_pad, dtype=torch.float32).view(2, 1, 1)
         q = (p + pad_f + 0.5) * (S / f_side) - 0.5
         grid = torch.stack([q[1] / (S - 1) * 2 - 1, q[0] / (S - 1) * 2 - 1], -1)[None]  # x (col) first
-        uq = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+        if (h, w) == (S, S):  # already on the working grid: sampling u at its own pixels is u itself
+            uq = u[0]
+        else:
+            uq = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
         pad_m = torch.tensor(m_pad, dtype=torch.float32).view(2, 1, 1)
         pm = (q + uq + 0.5) * (m_side / S) - 0.5 - pad_m  # moving pixel coordinates
         ddf = pm - p
@@ -139,14 +156,14 @@ def load_checked(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
-def write_summary(out_dir: str | os.PathLike, status: list[dict]) -> Path:
-    """``out_dir/summary.json`` (one status dict per pair), written to a temporary file and renamed."""
+def write_summary(out_dir: str | os.PathLike, status: list[dict], name: str = "summary.json") -> Path:
+    """``out_dir/<name>`` (one status dict per pair), written to a temporary file and renamed."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".summary.json.tmp"
+    tmp = out / f".{name}.tmp"
     tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
-    return out / "summary.json"
+    os.replace(tmp, out / name)
+    return out / name
 
 
 def register(fixed, moving, model="JSRT", fixed_mask=None, moving_mask=None, device="cpu", **kw) -> dict:
@@ -234,18 +251,19 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 
 def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overwrite=False, progress=True,
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
-                   strict: bool = False) -> list[dict]:
+                   strict: bool = False, registrar: Registrar | None = None, check_out: bool = True) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
 
     The output folder is checked first (refused if it exists and is not empty, unless ``overwrite``, or if it
     cannot be written), before any model is loaded; each pair's folder is written atomically. ``strict``
-    (``cxreg --debug``) raises a pair's error, with its traceback, instead of reporting it."""
+    (``cxreg --debug``) raises a pair's error, with its traceback, instead of reporting it. ``registrar``:
+    use these networks instead of loading ``model``/``seg_model`` (see :meth:`Registrar.from_networks`)."""
     from tqdm import tqdm
 
-    check_writable(out_dir, overwrite)
-    reg = Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps)
+    check_writable(out_dir, overwrite or not check_out)
+    reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps)
     cache: dict = {}
 
     def image(path):
@@ -283,7 +301,7 @@ def register_files(pairs: list[dict], out_dir, model="JSRT", device="cpu", overw
 
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
                      model="JSRT", seg_model=None, device="cpu", overwrite=False, refine_steps=0,
-                     exit_on_error: bool = False) -> list[dict]:
+                     exit_on_error: bool = False, registrar: Registrar | None = None) -> list[dict]:
     """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV).
 
     With ``exit_on_error`` (the config's default unless ``--debug True``) a user error ends the process with
@@ -292,7 +310,7 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     """
     try:
         status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
-                                   device, overwrite, refine_steps)
+                                   device, overwrite, refine_steps, registrar)
     except (InputError, OSError) as e:
         if not exit_on_error:
             raise
@@ -304,7 +322,7 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
 
 
 def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                      overwrite, refine_steps) -> list[dict]:
+                      overwrite, refine_steps, registrar=None) -> list[dict]:
     from .cli import read_pairs_csv
 
     if pairs_csv:
@@ -315,7 +333,7 @@ def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_
     else:
         raise InputError("give --moving and --fixed, or --pairs_csv")
     status = register_files(pairs, output_dir, model=model, device=device, overwrite=overwrite, single=single,
-                            progress=not single, refine_steps=refine_steps, seg_model=seg_model)
+                            progress=not single, refine_steps=refine_steps, seg_model=seg_model, registrar=registrar)
     for s in status:
         if s["ok"]:
             print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")

@@ -73,7 +73,7 @@ def test_bad_shard_is_a_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "--shard '2/2'" in err[0] and not out.exists()
 
 
-def test_register_pairs_shards(tmp_path):
+def test_register_pairs_shards(tmp_path, monkeypatch):
     """``cxreg register --pairs P.csv --shard i/n`` registers exactly the i-th round-robin share of the rows."""
     import numpy as np
     from PIL import Image
@@ -95,16 +95,23 @@ def test_register_pairs_shards(tmp_path):
         names.append(f"i{k}")
     rows = [(a, b) for a in names for b in names if a != b]  # 6 rows
     (tmp_path / "pairs.csv").write_text("moving,fixed\n" + "".join(f"{a}.png,{b}.png\n" for a, b in rows))
-    done = []
+    # shards write into ONE output folder (as a cluster job would), each with its own summary file;
+    # shard 1 comes from torchrun's environment (RANK/WORLD_SIZE) instead of --shard
+    out = tmp_path / "out"
+    common = ["register", "--pairs", str(tmp_path / "pairs.csv"), "--out", str(out), "--model",
+              str(tmp_path / "reg.pt"), "--seg-model", str(tmp_path / "seg.pt"), "--quiet", "--device", "cpu"]
+    assert main([*common, "--shard", "0/2"]) == 0
+    first = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert first == sorted(f"{a}__{b}" for a, b in rows[0::2])
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(common) == 0
+    done = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert done == sorted(f"{a}__{b}" for a, b in rows)  # every pair exactly once, nothing overwritten
     for i in range(2):
-        out = tmp_path / f"out{i}"
-        assert main(["register", "--pairs", str(tmp_path / "pairs.csv"), "--out", str(out), "--shard", f"{i}/2",
-                     "--model", str(tmp_path / "reg.pt"), "--seg-model", str(tmp_path / "seg.pt"), "--quiet",
-                     "--device", "cpu"]) == 0
-        got = sorted(p.name for p in out.iterdir() if p.is_dir())
-        assert got == sorted(f"{a}__{b}" for a, b in rows[i::2])
-        done += got
-    assert sorted(done) == sorted(f"{a}__{b}" for a, b in rows)
+        summary = json.loads((out / f"summary_{i}of2.json").read_text())
+        assert sorted(r["pair"] for r in summary) == sorted(f"{a}__{b}" for a, b in rows[i::2])
+    assert main([*common, "--shard", "0/2"]) == 1  # its pair folders exist now: refused without --overwrite
 
 
 # -------------------------------------------------------------------------------- rank-aware training batches
