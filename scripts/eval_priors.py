@@ -2,8 +2,9 @@
 
     python scripts/eval_priors.py [--datasets JSRT MONT SHEN] [--out docs/results/priors.json]
 
-Shipped models: models/{segmentation,autoencoder}_<DS>.pt (CE + contour); CE-only ablations:
-runs/{segmentation,autoencoder}_<DS>_ce/final.pt (made by scripts/train_priors.sh).
+Shipped models: models/{segmentation,autoencoder}_<DS>.pt (CE + contour; segmentation trained 240/240/120
+epochs); CE-only ablations: runs/{segmentation,autoencoder}_<DS>_ce/final.pt, and 60-epoch CE + contour
+segmentation runs/segmentation_<DS>_contour60/final.pt (all made by scripts/train_priors.sh).
 Prints Markdown tables and writes all per-image numbers to --out.
 """
 
@@ -35,7 +36,9 @@ t2 = ["| Dataset | Loss | DSC raw | DSC cleaned | HD cleaned | ASSD cleaned | bl
       "|---|---|---|---|---|---|---|---|---|"]
 t3 = ["| Dataset | Loss | input | DSC | HD | ASSD | paper DSC / HD / ASSD |", "|---|---|---|---|---|---|---|"]
 for ds in a.datasets:
+    # tags are the keys of --out (bundle/export.py reads "CE + contour" = the shipped models)
     for tag, seg_path, ae_path, k in (("CE only", f"runs/segmentation_{ds}_ce/final.pt", f"runs/autoencoder_{ds}_ce/final.pt", 0),
+                                      ("CE + contour, 60 epochs", f"runs/segmentation_{ds}_contour60/final.pt", "-", 1),
                                       ("CE + contour", ds, ds, 1)):
         if Path(seg_path).is_file() or seg_path == ds:
             r = evaluate_segmentation(load_segmentation(seg_path), ds, "test")
