@@ -60,6 +60,7 @@ class RegSettings:
     integrate: bool = False
     int_steps: int = 7
     attention_margin: float = 0.0  # soft widening of the attention masks, in pixels of a 256 x 256 image
+    integrate_at_output: bool = False  # with integrate: up-sample the velocity and integrate on the output grid
     net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
 
     @classmethod
@@ -188,7 +189,13 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
         return r + affine_points(*aff, g + r)
 
     ddf_work = total(residual)
-    ddf = ddf_work if out_size == tuple(residual.shape[2:]) else total(resize_ddf(residual, out_size))
+    if out_size == tuple(residual.shape[2:]):
+        ddf = ddf_work
+    elif velocity is not None and settings.integrate_at_output:
+        # up-sample the velocity, then integrate on the output grid: no interpolation of a composed field
+        ddf = total(integrate_velocity(resize_ddf(velocity, out_size), settings.int_steps))
+    else:
+        ddf = total(resize_ddf(residual, out_size))
     return {"ddf": ddf, "ddf_work": ddf_work, "residual": residual, "velocity": velocity, "moving_in": m,
             "fixed_in": f}
 
