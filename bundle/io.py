@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "image_shape", "load_image", "load_mask",
+__all__ = ["InputError", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
            "save_image", "stem", "atomic_dir", "check_writable"]
 
-IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
 # Sizes ``cxreg register`` accepts (pixels per side): smaller images carry no lung shape to register; larger
 # ones would need more than 1 GiB of memory for the fixed-grid outputs (docs/reliability.md).
 MIN_SIDE = 32
@@ -37,10 +37,26 @@ def is_nifti(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
+def is_dicom(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(".dcm")
+
+
+def _read_dicom(path: Path):
+    """(array (H, W) float32, itk image) of a single-frame DICOM via ITK (GDCM). ITK's GDCM reader already
+    inverts MONOCHROME1 images (stored value v -> type maximum - v), so bright means dense as in MONOCHROME2."""
+    import itk
+
+    im = itk.imread(str(path))
+    arr = np.squeeze(itk.array_from_image(im)).astype(np.float32)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a single-frame 2D DICOM, got pixel array shape {arr.shape}")
+    return arr, im
+
+
 def stem(path: str | os.PathLike) -> str:
     """File name without its image suffix (``a.nii.gz`` -> ``a``)."""
     name = Path(path).name
-    for suf in (".nii.gz", ".nii", ".png"):
+    for suf in (".nii.gz", ".nii", ".png", ".dcm"):
         if name.lower().endswith(suf):
             return name[: -len(suf)]
     return Path(path).stem
@@ -70,6 +86,11 @@ def _check_signature(path: Path) -> None:
         raise InputError(f"{path}: not a PNG file (it does not start with the PNG signature)")
     if low.endswith(".nii.gz") and head[:2] != b"\x1f\x8b":
         raise InputError(f"{path}: not a gzip-compressed NIfTI file (it does not start with the gzip signature)")
+    if low.endswith(".dcm"):
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            if fh.read(4) != b"DICM":
+                raise InputError(f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble)")
 
 
 def _check_file(path: Path) -> None:
@@ -93,6 +114,13 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
             shp = tuple(int(n) for n in nib.load(str(path)).shape)
             return (shp[1], shp[0], *shp[2:]) if len(shp) >= 2 else shp
+        if is_dicom(path):
+            import itk
+
+            reader = itk.ImageFileReader.New(FileName=str(path))
+            reader.UpdateOutputInformation()
+            size = reader.GetOutput().GetLargestPossibleRegion().GetSize()
+            return tuple(int(size[i]) for i in (1, 0)) + tuple(int(size[i]) for i in range(2, len(size)))
         from PIL import Image
 
         with Image.open(path) as im:
@@ -103,12 +131,13 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: int | None = None) -> np.ndarray:
-    """Read a PNG or NIfTI image as a float32 ``(H, W)`` array of its stored grey values.
+    """Read a PNG, NIfTI or DICOM image as a float32 ``(H, W)`` array of its stored grey values.
 
     PNG is read with MONAI ``LoadImage`` + ``PILReader(reverse_indexing=False)``, NIfTI with
     ``LoadImage`` + ``NibabelReader`` and transposed from (i, j) to (row, col). A 3D NIfTI with one
     singleton axis is squeezed to 2D; RGB/RGBA PNGs become grey (ITU-R 601 luma, alpha dropped); 16-bit
-    PNGs keep their values. ``min_side``/``max_side`` (pixels) refuse images outside that range; the
+    PNGs keep their values. A single-frame DICOM (``.dcm``) is read with ITK (GDCM, which inverts MONOCHROME1).
+    ``min_side``/``max_side`` (pixels) refuse images outside that range; the
     upper limit is checked on the file header, before decoding. Raises :class:`InputError` naming the file.
     """
     from monai.data import NibabelReader, PILReader
@@ -131,8 +160,10 @@ def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: i
         elif path.suffix.lower() == ".png":
             arr = np.asarray(LoadImage(reader=PILReader(reverse_indexing=False), image_only=True)(str(path)))
             arr = _to_grey(arr, path)
+        elif is_dicom(path):
+            arr = _read_dicom(path)[0]
         else:
-            raise InputError(f"{path}: unsupported file type (use .png, .nii or .nii.gz)")
+            raise InputError(f"{path}: unsupported file type (use .png, .nii, .nii.gz or .dcm)")
     except InputError:
         raise
     except Exception as e:  # reader errors: truncated or corrupt content

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_nifti, load_image, load_mask, save_image, stem
+from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_dicom, is_nifti, load_image, load_mask, save_image, stem
 from .metrics import pair_metrics
 from .spatial import jacobian_determinant, resize_image
 
@@ -192,12 +192,15 @@ def metrics_of(res: dict) -> dict:
 
 def _itk_geometry(path: str | os.PathLike, shape):
     """(origin (2,), spacing (2,), direction (2, 2)) of an image file in ITK's (x, y) order; PNG -> identity."""
-    if is_nifti(path):
+    if is_nifti(path) or is_dicom(path):
         import itk
 
         im = itk.imread(str(path))
         if im.GetImageDimension() == 2:
             return (np.array(im.GetOrigin()), np.array(im.GetSpacing()), itk.array_from_matrix(im.GetDirection()))
+        if is_dicom(path):  # single-frame DICOM comes as (x, y, 1): its in-plane geometry
+            return (np.array(im.GetOrigin())[:2], np.array(im.GetSpacing())[:2],
+                    itk.array_from_matrix(im.GetDirection())[:2, :2])
     return np.zeros(2), np.ones(2), np.eye(2)
 
 
@@ -212,7 +215,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         fixed_img = load_image(fixed_path)
         mov = load_image(moving_path)
         warped = res["warped"]
-        if is_nifti(moving_path):
+        if is_nifti(moving_path) or is_dicom(moving_path):  # DICOM in -> NIfTI out (grey values kept)
             save_image(tmp / "warped.nii.gz", warped.astype(np.float32))
         else:
             dt = np.uint16 if mov.max() > 255 else np.uint8

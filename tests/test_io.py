@@ -91,3 +91,21 @@ def test_load_mask_binarises(tmp_path):
 
 def test_stem():
     assert stem("a/b/c.nii.gz") == "c" and stem("x.png") == "x" and stem("y.nii") == "y"
+
+
+def test_dicom_is_row_col_monochrome1_inverted_and_fake_dicom_refused(tmp_path):
+    import itk
+
+    from bundle.io import InputError, load_image
+
+    a = (np.arange(40 * 60).reshape(40, 60) % 251).astype(np.uint16)
+    itk.imwrite(itk.image_from_array(a), str(tmp_path / "m2.dcm"))
+    assert np.array_equal(load_image(tmp_path / "m2.dcm"), a.astype(np.float32))  # (row, col) like PNG
+    raw = (tmp_path / "m2.dcm").read_bytes()  # GDCM writes MONOCHROME2; flip the tag value in place
+    assert raw.count(b"MONOCHROME2 ") == 1
+    (tmp_path / "m1.dcm").write_bytes(raw.replace(b"MONOCHROME2 ", b"MONOCHROME1 "))
+    m1 = load_image(tmp_path / "m1.dcm")
+    assert np.array_equal(m1, (65535 - a).astype(np.float32))  # ITK/GDCM inverts MONOCHROME1: bright = dense
+    (tmp_path / "fake.dcm").write_bytes(b"\0" * 200)
+    with pytest.raises(InputError, match="fake.dcm: not a DICOM file"):
+        load_image(tmp_path / "fake.dcm")

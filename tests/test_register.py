@@ -100,3 +100,29 @@ def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
                  "--model_path", str(models / "reg.pt"), "--seg_model", str(models / "seg.pt"), cwd=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
                                                       "warped.png", "warped_mask.png"]
+
+
+def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models):
+    """DICOM in (read by ITK; MONOCHROME2), NIfTI warped out; ddf.nii.gz in mm, applied by ITK on the DICOM grid."""
+    itk = pytest.importorskip("itk")
+    d = _pair(tmp_path, (96, 80))
+    for name in ("fixed", "moving"):
+        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.uint16))
+        im.SetSpacing([0.5, 0.5])
+        itk.imwrite(im, str(d / f"{name}.dcm"))
+    out = tmp_path / "out"
+    assert _run(tmp_path, models, str(d / "moving.dcm"), str(d / "fixed.dcm"), "--out", str(out),
+                "--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png")) == 0
+    assert (out / "warped.nii.gz").is_file() and not (out / "warped.png").exists()
+    from bundle.io import load_image
+
+    warped = load_image(out / "warped.nii.gz")
+    field = itk.imread(str(out / "ddf.nii.gz"), itk.Vector[itk.F, 2])
+    assert np.allclose(field.GetSpacing(), [0.5, 0.5])
+    mov = itk.imread(str(d / "moving.dcm"), itk.F)
+    mov2d = itk.image_from_array(itk.array_from_image(mov).squeeze())
+    mov2d.SetSpacing([0.5, 0.5])
+    res = itk.array_from_image(itk.warp_image_filter(mov2d, displacement_field=field,
+                                                     output_parameters_from_image=mov2d))
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.abs(res[inner] - warped[inner]).mean() < 1.0
