@@ -16,7 +16,7 @@ run() {  # name, config, extra args...
   echo "[$(date +%T)] done  $name in $(( $(date +%s) - t0 )) s"
 }
 mkdir -p logs
-declare -A SEG_EPOCHS=([JSRT]=240 [MONT]=240 [SHEN]=120) SEG_VAL=([JSRT]=10 [MONT]=10 [SHEN]=5)
+declare -A SEG_EPOCHS=([JSRT]=240 [MONT]=240 [SHEN]=60) SEG_VAL=([JSRT]=10 [MONT]=10 [SHEN]=5)
 for DS in $DATASETS; do
   run "segmentation_$DS" configs/segmentation/train.json --dataset "$DS" --max_epochs "${SEG_EPOCHS[$DS]}" \
       --val_interval "${SEG_VAL[$DS]}"
