@@ -7,8 +7,8 @@
 The pictures show the datasets' images and (ground-truth) masks, whose licences forbid redistribution
 (SCR masks, NLM sets): write them under docs/img/local/ (git-ignored) and do not commit them.
 ``--no-data`` draws only our outputs, which may be shared: for registration the deformation grid on white and the
-Jacobian map; for segmentation/autoencoder an error map of the prediction (white = predicted and true lung, red =
-predicted only, blue = missed), no X-ray.
+Jacobian map; for segmentation/autoencoder the predicted mask alone (white) with the counts of wrongly added and
+missed pixels in the caption — no X-ray and no ground-truth mask (an error map would redraw the licensed masks).
 
 Segmentation/autoencoder: for each dataset the typical (median DSC) and the worst test image; green = truth,
 red = prediction. Registration: a typical (median DSC) and a hard (worst DSC) test pair: moving, fixed,
@@ -28,15 +28,12 @@ GREEN, RED = (0, 200, 0), (230, 0, 0)
 
 
 def error_map(pred, truth):
-    """(H, W, 3) uint8 picture of a (1, H, W) prediction against the truth: white both, red predicted only, blue missed."""
+    """(H, W, 3) uint8 picture of a (1, H, W) predicted mask (white) and its caption suffix (added / missed pixels)."""
     import numpy as np
 
     p, t = pred[0].numpy() > 0.5, truth[0].numpy() > 0.5
-    rgb = np.zeros(p.shape + (3,), np.uint8)
-    rgb[p & t] = 255
-    rgb[p & ~t] = (230, 0, 0)
-    rgb[~p & t] = (40, 90, 255)
-    return rgb
+    rgb = np.repeat((p * 255).astype(np.uint8)[..., None], 3, -1)
+    return rgb, f", +{int((p & ~t).sum())}/-{int((~p & t).sum())} px"
 
 p = argparse.ArgumentParser()
 p.add_argument("what", choices=["segmentation", "autoencoder", "registration"])
@@ -67,12 +64,15 @@ if a.what in ("segmentation", "autoencoder"):
         s = dice(pred, d.masks)
         order = torch.argsort(s)
         picks = [order[len(order) // 2].item(), order[0].item()]
+        extra = [""] * len(picks)
         if a.no_data:
-            rows.append([error_map(pred[i], d.masks[i]) for i in picks])
+            maps = [error_map(pred[i], d.masks[i]) for i in picks]
+            rows.append([m[0] for m in maps])
+            extra = [m[1] for m in maps]
         else:
             rows.append([overlay(d.images[i], [(d.masks[i], GREEN), (pred[i], RED)]) for i in picks])
-        labels.append([f"{ds} {d.ids[i]} typical DSC {s[i]:.3f}" if k == 0 else f"{ds} {d.ids[i]} worst DSC {s[i]:.3f}"
-                       for k, i in enumerate(picks)])
+        labels.append([(f"{ds} {d.ids[i]} typical DSC {s[i]:.3f}" if k == 0 else f"{ds} {d.ids[i]} worst DSC {s[i]:.3f}")
+                       + extra[k] for k, i in enumerate(picks)])
     tile(rows, labels).save(a.out)
 else:
     from bundle.data import sample_pairs
