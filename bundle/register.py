@@ -99,6 +99,8 @@ class Registrar:
         f_sq, f_pad, f_side = _to_square(_unit(fixed), S)
         m_sq, m_pad, m_side = _to_square(_unit(moving), S)
         # attention masks on the working grid: given masks, else predicted ones (cached by callers)
+        if fixed_mask is None and moving_mask is None and fixed_lung is None and moving_lung is None:
+            fixed_lung, moving_lung = self.lung_mask(torch.cat([f_sq, m_sq])).split(1)  # one forward for both
         fa = _to_square(fixed_mask.astype(np.float32), S, True)[0] if fixed_mask is not None else (
             fixed_lung if fixed_lung is not None else self.lung_mask(f_sq))
         ma = _to_square(moving_mask.astype(np.float32), S, True)[0] if moving_mask is not None else (
