@@ -308,7 +308,7 @@ def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None 
     """(eval_metrics, source file) for the shipped model, read from docs/results (no hard-coded numbers)."""
     res = Path(results) if results else _SRC.parent / "docs" / "results"
     if kind == "registration":
-        p = res / "registration" / f"{dataset}_diffeo" / "summary.json"
+        p = res / "registration" / f"{dataset}_shipped" / "summary.json"
         if not p.is_file():
             return {}, ""
         s = json.loads(p.read_text())

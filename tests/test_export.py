@@ -99,7 +99,7 @@ def test_layout_metadata_and_checks(dist, unpacked):
     sd = torch.load(unpacked / "models" / "model.pt", weights_only=True)
     ref = torch.load(REPO / "models" / "registration_JSRT.pt", weights_only=True)["model"]
     assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in sd)
-    summary = json.loads((REPO / "docs/results/registration/JSRT_diffeo/summary.json").read_text())
+    summary = json.loads((REPO / "docs/results/registration/JSRT_shipped/summary.json").read_text())
     assert meta["eval_metrics"]["dsc_mean"] == round(summary["metrics"]["dsc"]["mean"], 4)
     assert meta["eval_metrics"]["test_pairs"] == summary["n_pairs"]
     readme = (unpacked / "docs" / "README.md").read_text()
