@@ -71,7 +71,8 @@ def pair(tmp_path_factory):
 @needs_weights
 def test_layout_metadata_and_checks(dist, unpacked):
     _, z, log = dist
-    assert z.name == "cxreg_registration_jsrt_v0.1.0.zip"
+    version = json.loads((REPO / "configs" / "metadata.json").read_text())["version"]
+    assert z.name == f"cxreg_registration_jsrt_v{version}.zip"
     names = zipfile.ZipFile(z).namelist()
     assert all(n.startswith("cxreg_registration_jsrt/") for n in names)  # one top-level folder (monai download)
     for f in ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/train.json",
