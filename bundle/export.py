@@ -184,6 +184,15 @@ def hausdorff_torch(pred, target, spacing=None) -> torch.Tensor:
                          for d in _boundary_distances(pred, target, spacing)])
 
 
+def surface_metrics_torch(pred, target, spacing=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bundle.metrics.surface_metrics`` (HD, ASSD) without scipy, from one boundary-distance pass; each (B,)."""
+    hd, sd = [], []
+    for d in _boundary_distances(pred, target, spacing):
+        hd.append(float("nan") if d is None else float(max(d[0].max(), d[1].max())))
+        sd.append(float("nan") if d is None else float(torch.cat(d).mean()))
+    return torch.tensor(hd), torch.tensor(sd)
+
+
 def assd_torch(pred, target, spacing=None) -> torch.Tensor:
     """``bundle.metrics.assd`` (MONAI ``SurfaceDistanceMetric(symmetric=True)``: the mean of both directions'
     boundary distances taken together) without scipy; (B,), NaN if empty."""
@@ -214,6 +223,7 @@ def _use_fallbacks() -> None:
         from . import metrics
 
         metrics.hausdorff, metrics.assd = hausdorff_torch, assd_torch
+        metrics.surface_metrics = surface_metrics_torch
 
 
 def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu"):

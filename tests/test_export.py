@@ -268,6 +268,12 @@ def test_torch_boundary_distances_equal_monai():
             want, got = ref(x, y, spacing), fast(x, y, spacing)
             assert torch.isnan(want[1]) and torch.isnan(got[1])
             torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-5, equal_nan=True)
+    from bundle.export import surface_metrics_torch
+    from bundle.metrics import surface_metrics
+
+    for spacing in (None, (0.5, 0.7)):  # the one-pass pair used by the harness and register's metrics.json
+        for got, want in zip(surface_metrics_torch(x, y, spacing), surface_metrics(x, y, spacing)):
+            torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-5, equal_nan=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
