@@ -52,3 +52,19 @@ def toy_data(tmp_path) -> Path:
 
 
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "splits.json").exists(), reason="../shared/data not present")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Untrained but valid registration and segmentation model files (shapes and files, not accuracy)."""
+    import torch
+
+    from bundle.networks import LungSegNet, MultiScaleRegNet
+    from bundle.registration import RegSettings
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    st = RegSettings(work_size=32, attention=True, affine=True, integrate=True)
+    torch.save({"model": MultiScaleRegNet().state_dict(), "settings": st.__dict__}, d / "reg.pt")
+    torch.save(LungSegNet(work_size=128).state_dict(), d / "seg.pt")
+    return d

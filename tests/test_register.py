@@ -4,26 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from bundle.cli import main
 from bundle.io import save_image
-from bundle.networks import LungSegNet, MultiScaleRegNet
-from bundle.registration import RegSettings
 
 from .conftest import lung_mask
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Untrained but valid registration and segmentation model files (shapes and files, not accuracy)."""
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    st = RegSettings(work_size=32, attention=True, affine=True, integrate=True)
-    torch.save({"model": MultiScaleRegNet().state_dict(), "settings": st.__dict__}, d / "reg.pt")
-    torch.save(LungSegNet(work_size=128).state_dict(), d / "seg.pt")
-    return d
 
 
 def _pair(tmp_path, shape=(96, 80)):

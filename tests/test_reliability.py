@@ -30,20 +30,6 @@ ENV = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
 
 
 # ----------------------------------------------------------------------------------------------- inputs
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Untrained but valid registration and segmentation model files."""
-    from bundle.networks import LungSegNet, MultiScaleRegNet
-    from bundle.registration import RegSettings
-
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    st = RegSettings(work_size=32, attention=True, affine=True, integrate=True)
-    torch.save({"model": MultiScaleRegNet().state_dict(), "settings": st.__dict__}, d / "reg.pt")
-    torch.save(LungSegNet(work_size=128).state_dict(), d / "seg.pt")
-    return d
-
-
 class Evil:
     """Unpickling this runs ``open(marker, 'w')``: the classic malicious-checkpoint payload."""
 
