@@ -178,14 +178,11 @@ def _boundary_distances(pred, target, spacing=None) -> list[tuple[torch.Tensor, 
     return out
 
 
-def hausdorff_torch(pred, target, spacing=None) -> torch.Tensor:
-    """``bundle.metrics.hausdorff`` (MONAI ``HausdorffDistanceMetric``, maximum) without scipy; (B,), NaN if empty."""
-    return torch.tensor([float("nan") if d is None else float(max(d[0].max(), d[1].max()))
-                         for d in _boundary_distances(pred, target, spacing)])
-
-
 def surface_metrics_torch(pred, target, spacing=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``bundle.metrics.surface_metrics`` (HD, ASSD) without scipy, from one boundary-distance pass; each (B,)."""
+    """``bundle.metrics.surface_metrics`` (HD, ASSD) without scipy, from one boundary-distance pass; each (B,).
+
+    HD as MONAI ``HausdorffDistanceMetric`` (maximum); ASSD as ``SurfaceDistanceMetric(symmetric=True)`` (the
+    mean of both directions' boundary distances taken together); NaN where a mask is empty."""
     hd, sd = [], []
     for d in _boundary_distances(pred, target, spacing):
         hd.append(float("nan") if d is None else float(max(d[0].max(), d[1].max())))
@@ -193,11 +190,14 @@ def surface_metrics_torch(pred, target, spacing=None) -> tuple[torch.Tensor, tor
     return torch.tensor(hd), torch.tensor(sd)
 
 
+def hausdorff_torch(pred, target, spacing=None) -> torch.Tensor:
+    """``bundle.metrics.hausdorff`` without scipy; (B,)."""
+    return surface_metrics_torch(pred, target, spacing)[0]
+
+
 def assd_torch(pred, target, spacing=None) -> torch.Tensor:
-    """``bundle.metrics.assd`` (MONAI ``SurfaceDistanceMetric(symmetric=True)``: the mean of both directions'
-    boundary distances taken together) without scipy; (B,), NaN if empty."""
-    return torch.tensor([float("nan") if d is None else float(torch.cat(d).mean())
-                         for d in _boundary_distances(pred, target, spacing)])
+    """``bundle.metrics.assd`` without scipy; (B,)."""
+    return surface_metrics_torch(pred, target, spacing)[1]
 
 
 def _use_fallbacks() -> None:

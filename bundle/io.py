@@ -41,8 +41,8 @@ def is_dicom(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(".dcm")
 
 
-def _read_dicom(path: Path):
-    """(array (H, W) float32, itk image) of a single-frame DICOM via ITK (GDCM). ITK's GDCM reader already
+def _read_dicom(path: Path) -> np.ndarray:
+    """(H, W) float32 array of a single-frame DICOM via ITK (GDCM). ITK's GDCM reader already
     inverts MONOCHROME1 images (stored value v -> type maximum - v), so bright means dense as in MONOCHROME2."""
     import itk
 
@@ -50,7 +50,7 @@ def _read_dicom(path: Path):
     arr = np.squeeze(itk.array_from_image(im)).astype(np.float32)
     if arr.ndim != 2:
         raise InputError(f"{path}: expected a single-frame 2D DICOM, got pixel array shape {arr.shape}")
-    return arr, im
+    return arr
 
 
 def stem(path: str | os.PathLike) -> str:
@@ -161,7 +161,7 @@ def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: i
             arr = np.asarray(LoadImage(reader=PILReader(reverse_indexing=False), image_only=True)(str(path)))
             arr = _to_grey(arr, path)
         elif is_dicom(path):
-            arr = _read_dicom(path)[0]
+            arr = _read_dicom(path)
         else:
             raise InputError(f"{path}: unsupported file type (use .png, .nii, .nii.gz or .dcm)")
     except InputError:

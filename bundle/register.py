@@ -63,10 +63,17 @@ class Registrar:
         from .priors import load_segmentation
         from .registration import load_registration
 
-        self.net, self.settings = load_registration(model, device)
+        net, settings = load_registration(model, device)
         name = str(model).upper()
         seg_model = seg_model or (name if name in ("JSRT", "MONT", "SHEN") else "JSRT")
-        self.seg = load_segmentation(seg_model, device)
+        self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps)
+
+    def _setup(self, net, settings, seg, device, size, refine_steps) -> None:
+        from .registration import RegSettings
+
+        self.net = net.to(device).eval()
+        self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
+        self.seg = seg.to(device).eval()
         self.device, self.size, self.refine_steps = device, size, refine_steps
 
     @classmethod
@@ -74,13 +81,8 @@ class Registrar:
                       size: int = 256, refine_steps: int = 0) -> "Registrar":
         """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
         ``settings`` is a :class:`bundle.registration.RegSettings` or its dict."""
-        from .registration import RegSettings
-
         self = cls.__new__(cls)
-        self.net = net.to(device).eval()
-        self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
-        self.seg = seg.to(device).eval()
-        self.device, self.size, self.refine_steps = device, size, refine_steps
+        self._setup(net, settings, seg, device, size, refine_steps)
         return self
 
     @torch.no_grad()
