@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("fixed", nargs="?", help="fixed image (PNG or NIfTI)")
     g.add_argument("--pairs", help="CSV with columns moving,fixed[,moving_mask,fixed_mask] (many pairs)")
     g.add_argument("--out", required=True, help="output folder (one sub-folder per pair with --pairs)")
-    g.add_argument("--model", default="JSRT", help="JSRT | MONT | SHEN or a registration model file")
+    g.add_argument("--model", default="JSRT", help="JSRT | MONT | SHEN | universal or a registration model file")
     g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model dataset, else JSRT)")
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")

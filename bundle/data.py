@@ -9,6 +9,10 @@ Layout of a data directory::
 
 The default ``data_dir`` is ``../shared/data`` relative to the repository root; set ``CXREG_DATA_DIR``
 or pass ``data_dir`` to override it.
+
+``dataset="universal"`` is the union of the three datasets (ids prefixed ``<DATASET>_``). A ``data_dir``
+that is a user's own folder (``images/`` + optional ``masks/``) or CSV (:mod:`bundle.owndata`) has one split,
+``train``, holding all its images; the dataset name is then ignored by :func:`load_split`.
 """
 
 from __future__ import annotations
@@ -41,9 +45,14 @@ __all__ = [
     "train_val_ids",
     "seg_datalist",
     "RandomPairDataset",
+    "UNIVERSAL",
+    "dataset_name",
+    "write_split",
+    "check_training_data",
 ]
 
 DATASETS = ("JSRT", "MONT", "SHEN")
+UNIVERSAL = "universal"  # the union of DATASETS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,7 +73,9 @@ def load_splits(data_dir=None) -> dict:
     d = resolve_data_dir(data_dir)
     p = d / "splits.json"
     if not p.is_file():
-        raise InputError(f"{p}: splits file not found")
+        raise InputError(f"{d}: no images/ folder and no splits.json (give your own data as {d}/images/ with "
+                         f"optional {d}/masks/, or a CSV with the columns image,mask; or our data layout with "
+                         f"splits.json)")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -119,9 +130,34 @@ def _load_full(data_dir: str, dataset: str, split: str) -> CachedSplit:
     return CachedSplit(dataset, split, ids, torch.stack(imgs)[:, None].float(), torch.stack(masks)[:, None])
 
 
-def load_split(dataset: str, split: str = "test", data_dir=None, size: int | None = None) -> CachedSplit:
-    """Load (and cache in memory) one split; ``size`` resizes (area for images, area+0.5 threshold for masks)."""
-    full = _load_full(str(resolve_data_dir(data_dir)), dataset, split)
+def _load_any(data_dir, dataset: str, split: str, needs_masks: bool) -> CachedSplit:
+    from .owndata import is_own_data, load_own_data, own_name
+
+    if is_own_data(data_dir):
+        if split != "train":
+            raise InputError(f"{data_dir}: a folder of your own data has no {split!r} split (all images train; "
+                             f"validation is a seeded part of them)")
+        ids, images, masks = load_own_data(data_dir, needs_masks)
+        return CachedSplit(own_name(data_dir), split, ids, images, masks)
+    d = str(resolve_data_dir(data_dir))
+    if str(dataset).lower() == UNIVERSAL:
+        parts = [_load_full(d, ds, split) for ds in DATASETS]
+        ids = [f"{p.dataset}_{i}" for p in parts for i in p.ids]
+        return CachedSplit(UNIVERSAL, split, ids, torch.cat([p.images for p in parts]),
+                           torch.cat([p.masks for p in parts]))
+    return _load_full(d, dataset, split)
+
+
+def load_split(dataset: str, split: str = "test", data_dir=None, size: int | None = None,
+               needs_masks: bool = False) -> CachedSplit:
+    """Load (and cache in memory) one split; ``size`` resizes (area for images, area+0.5 threshold for masks).
+
+    ``dataset``: JSRT / MONT / SHEN, ``universal`` (their union), or ignored when ``data_dir`` is a user's own
+    folder or CSV (then ``masks`` is None if it has none, unless ``needs_masks`` makes that an error).
+    """
+    full = _load_any(data_dir, dataset, split, needs_masks)
+    if full.masks is None:
+        return full if size is None else CachedSplit(full.dataset, split, full.ids, resize_image(full.images, size), None)
     if size is None or size == full.images.shape[-1]:
         return full
     return CachedSplit(dataset, split, full.ids, resize_image(full.images, size), resize_mask(full.masks, size))
@@ -187,10 +223,11 @@ class RandomPairDataset(PairDataset):
         self.pairs = random_pairs(len(self.data), self.length, self.seed + int(epoch))
 
 
-def train_val_ids(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Seeded split of ``range(n)`` into (train, validation) index lists; validation is never empty."""
+def train_val_ids(n: int, val_fraction: float = 0.1, seed: int = 0, min_val: int = 1) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(n)`` into (train, validation) index lists; validation has at least ``min_val``
+    images (registration uses 2: one validation pair needs two images)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    n_val = max(min_val, int(round(val_fraction * n))) if val_fraction > 0 else 0
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
@@ -201,7 +238,7 @@ def seg_datalist(dataset: str, split: str = "train", data_dir=None, size: int | 
     ``part``: ``"all"``, or ``"train"`` / ``"val"`` for a seeded split of ``split`` (validation is taken
     from the training images, never from the test split).
     """
-    d = load_split(dataset, split, data_dir, size=size)
+    d = load_split(dataset, split, data_dir, size=size, needs_masks=True)
     idx = list(range(len(d)))
     if part in ("train", "val"):
         tr, va = train_val_ids(len(d), val_fraction, seed)
@@ -209,3 +246,52 @@ def seg_datalist(dataset: str, split: str = "train", data_dir=None, size: int | 
     elif part != "all":
         raise ValueError(f"part must be all, train or val, not {part!r}")
     return [{"image": d.images[i], "label": d.masks[i], "id": d.ids[i]} for i in idx]
+
+
+def dataset_name(data_dir=None, default: str = "JSRT") -> str:
+    """The run's dataset name: ``default`` for our shared data, the folder/CSV name for a user's own data."""
+    from .owndata import is_own_data, own_name
+
+    return own_name(data_dir) if is_own_data(data_dir) else default
+
+
+def write_split(output_dir, dataset: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
+                min_val: int = 1) -> Path:
+    """Write the seeded train/validation ids of a run to ``<output_dir>/split.json`` (to repeat the run)."""
+    from .owndata import is_own_data
+
+    d = load_split(dataset, "train", data_dir)
+    tr, va = train_val_ids(len(d), val_fraction, seed, min_val)
+    if len(tr) < 1 or (min_val > 1 and len(tr) < 2):
+        raise InputError(f"{data_dir or default_data_dir()}: {len(d)} images are too few to train on after "
+                         f"{len(va)} for validation")
+    own = is_own_data(data_dir)
+    info = {"dataset": d.dataset, "data_dir": str(Path(data_dir).resolve()) if data_dir else str(default_data_dir()),
+            "own_data": own, "seed": seed, "val_fraction": val_fraction,
+            "preprocessing": ("grey / 255 (8-bit) or / max, zero-pad to a centred square, area-resample to 256"
+                              if own else "as prepared by scripts/prepare_data.py (256 x 256 PNG)"),
+            "train": [d.ids[i] for i in tr], "val": [d.ids[i] for i in va]}
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "split.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = True, val_fraction: float = 0.1,
+                        seed: int = 0, exit_on_error: bool = False, min_val: int = 1) -> Path:
+    """First step of every ``train.json``: read and check all training images and masks, then write the split.
+
+    A bad layout or file stops here, before any output exists: with ``exit_on_error`` (the configs' default
+    unless ``--debug True``) the process ends with status 1 and ``cxreg training: error: <file>: <problem>`` as
+    the last line of stderr, instead of MONAI's long ``Failed to evaluate`` traceback.
+    """
+    try:
+        load_split(dataset, "train", data_dir, needs_masks=needs_masks)
+        return write_split(output_dir, dataset, data_dir, val_fraction, seed, min_val)
+    except (InputError, OSError) as e:
+        if not exit_on_error:
+            raise
+        raise SystemExit(f"cxreg training: error: {e}") from None

@@ -15,6 +15,8 @@ from .networks import LungSegNet, MaskAutoEncoder
 from .workflow import load_weights
 
 __all__ = [
+    "SHIPPED",
+    "default_prior",
     "weights_path",
     "load_segmentation",
     "load_autoencoder",
@@ -27,12 +29,26 @@ __all__ = [
 ]
 
 
+SHIPPED = ("JSRT", "MONT", "SHEN", "universal")
+
+
 def weights_path(kind: str, model: str | os.PathLike) -> Path:
-    """``models/<kind>_<DATASET>.pt`` for a dataset name, else ``model`` itself as a path."""
+    """``models/<kind>_<NAME>.pt`` for a shipped name (JSRT, MONT, SHEN, universal; any case), else ``model``
+    itself as a path."""
     m = str(model)
-    if m.upper() in ("JSRT", "MONT", "SHEN"):
-        return REPO_ROOT / "models" / f"{kind}_{m.upper()}.pt"
+    for name in SHIPPED:
+        if m.lower() == name.lower():
+            return REPO_ROOT / "models" / f"{kind}_{name}.pt"
     return Path(m)
+
+
+def default_prior(dataset: str, init=None) -> str:
+    """Which shipped segmentation/autoencoder a registration run uses unless told: its own dataset's, else
+    that of the ``--init`` model, else ``universal`` (e.g. for a user's own data)."""
+    for cand in (dataset, init):
+        if cand is not None and any(str(cand).lower() == n.lower() for n in SHIPPED):
+            return str(cand)
+    return "universal"
 
 
 def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> LungSegNet:

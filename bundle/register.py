@@ -64,8 +64,10 @@ class Registrar:
         from .registration import load_registration
 
         net, settings = load_registration(model, device)
-        name = str(model).upper()
-        seg_model = seg_model or (name if name in ("JSRT", "MONT", "SHEN") else "JSRT")
+        from .priors import SHIPPED
+
+        shipped = [n for n in SHIPPED if str(model).lower() == n.lower()]
+        seg_model = seg_model or (shipped[0] if shipped else "JSRT")
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps)
 
     def _setup(self, net, settings, seg, device, size, refine_steps) -> None:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .data import load_split, random_pairs, sample_pairs, train_val_ids
 from .metrics import folding
 from .networks.registration import MultiScaleRegNet
+from .transforms import normalize_intensity
 from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, resize_mask, warp
 
 __all__ = [
@@ -61,6 +62,7 @@ class RegSettings:
     int_steps: int = 7
     attention_margin: float = 0.0  # soft widening of the attention masks, in pixels of a 256 x 256 image
     integrate_at_output: bool = False  # with integrate: up-sample the velocity and integrate on the output grid
+    intensity: str = "unit"  # image normalisation before the network: unit / zscore / equalize (transforms)
     net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
 
     @classmethod
@@ -148,6 +150,8 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
     """
     s = settings.work_size
     out_size = tuple(out_size or moving.shape[2:])
+    if settings.intensity != "unit":
+        moving, fixed = normalize_intensity(moving, settings.intensity), normalize_intensity(fixed, settings.intensity)
     m, f = _to_size(moving, s), _to_size(fixed, s)
     ma = _to_size(moving_attn, s) if moving_attn is not None else None
     fa = _to_size(fixed_attn, s) if fixed_attn is not None else None
@@ -320,15 +324,16 @@ def training_data(dataset: str, data_dir=None, work_size: int = 64, seg_model=No
     """
     full = load_split(dataset, "train", data_dir)
     attn_full = attention_masks(full.images, seg_model, truth=full.masks)
-    tr, va = train_val_ids(len(full), val_fraction, seed)
+    masks = full.masks if full.masks is not None else (attn_full > 0.5).float()  # own data without masks
+    tr, va = train_val_ids(len(full), val_fraction, seed, min_val=2)
     if max_images:
         tr = tr[:max_images]
     tr_t = torch.tensor(tr)
-    train = RegistrationBatches(resize_image(full.images[tr_t], work_size), resize_mask(full.masks[tr_t], work_size),
+    train = RegistrationBatches(resize_image(full.images[tr_t], work_size), resize_mask(masks[tr_t], work_size),
                                 resize_image(attn_full[tr_t], work_size), batches_per_epoch, batch_size, seed, augment)
     va_t = torch.tensor(va)
     pairs = sample_pairs(len(va), val_pairs, seed)
-    val = RegistrationValPairs(full.images[va_t], full.masks[va_t], attn_full[va_t], pairs)
+    val = RegistrationValPairs(full.images[va_t], masks[va_t], attn_full[va_t], pairs)
     return train, val
 
 
@@ -414,24 +419,11 @@ def save_registration(src_checkpoint: str | os.PathLike, dst: str | os.PathLike,
     return str(dst)
 
 
-def init_weights(net: torch.nn.Module, init: str | os.PathLike | None) -> torch.nn.Module:
-    """Start training from shipped or saved registration weights (``--init JSRT|MONT|SHEN|PATH``); None: as built.
+def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str = "registration") -> torch.nn.Module:
+    """:func:`bundle.workflow.init_weights` for the registration bundle (``kind="registration"``)."""
+    from .workflow import init_weights as _init
 
-    The architecture must match (a clear error names the file otherwise); the saved settings are not applied,
-    so e.g. a 64 x 64 model can be fine-tuned at ``--work_size 128``.
-    """
-    if init is None or str(init).lower() in ("", "none", "null"):
-        return net
-    from .io import InputError
-    from .priors import weights_path
-    from .workflow import load_weights
-
-    p = weights_path("registration", init)
-    try:
-        net.load_state_dict(load_weights(p))
-    except RuntimeError as e:
-        raise InputError(f"{p}: does not fit this network ({str(e).splitlines()[0][:160]})") from None
-    return net
+    return _init(net, init, kind)
 
 
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:
@@ -463,8 +455,10 @@ class OursMethod:
                  device: str = "cpu", refine_steps: int = 0, refine_size: int = 128):
         self.net, self.settings = load_registration(model, device)
         self.refine_steps, self.refine_size = refine_steps, refine_size
-        ds = str(model).upper() if str(model).upper() in ("JSRT", "MONT", "SHEN") else None
-        self.seg_model = seg_model or ds
+        from .priors import SHIPPED
+
+        shipped = [n for n in SHIPPED if str(model).lower() == n.lower()]
+        self.seg_model = seg_model or (shipped[0] if shipped else None)
         self.device = device
         self.attn = None
 

@@ -15,7 +15,38 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from .io import load_image, save_image, stem
 
-__all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "list_images"]
+__all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "list_images", "INTENSITY_MODES",
+           "equalize_histogram", "normalize_intensity"]
+
+INTENSITY_MODES = ("unit", "zscore", "equalize")
+
+
+def equalize_histogram(images: torch.Tensor) -> torch.Tensor:
+    """Per-image histogram equalisation: each pixel becomes the fraction of its image's pixels that are darker.
+
+    ``v -> #{pixels < v} / N``, so the darkest value (e.g. black padding bands) maps to 0, equal values stay
+    equal and the result does not depend on the intensity range (8-bit, 16-bit, [0, 1]) or on any monotonic
+    contrast change. Shapes: (B, C, H, W) in, (B, C, H, W) float32 in [0, 1) out.
+    """
+    x = images.float()
+    flat = x.flatten(2)
+    srt = flat.sort(dim=2).values.contiguous()
+    below = torch.searchsorted(srt, flat.contiguous(), right=False)
+    return (below.float() / flat.shape[2]).view_as(x)
+
+
+def normalize_intensity(images: torch.Tensor, mode: str = "unit") -> torch.Tensor:
+    """``unit``: unchanged (grey / 255 or / max, as loaded); ``zscore``: per image zero mean, unit std;
+    ``equalize``: :func:`equalize_histogram`. Shapes: (B, C, H, W) in and out."""
+    if mode == "unit":
+        return images
+    if mode == "zscore":
+        x = images.float()
+        m = x.mean(dim=(2, 3), keepdim=True)
+        return (x - m) / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    if mode == "equalize":
+        return equalize_histogram(images)
+    raise ValueError(f"intensity must be one of {INTENSITY_MODES}, not {mode!r}")
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:

@@ -13,7 +13,7 @@ import torch
 
 from .io import InputError
 
-__all__ = ["safe_load", "load_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
+__all__ = ["safe_load", "load_weights", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
            "first_reaching"]
 
 
@@ -40,6 +40,28 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(sd, dict):
         raise InputError(f"{p}: checkpoint does not hold a state dict")
     return sd
+
+
+def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str) -> torch.nn.Module:
+    """Start training from shipped or saved weights (``--init JSRT|MONT|SHEN|universal|PATH``); None: as built.
+
+    ``kind``: ``segmentation``, ``autoencoder`` or ``registration`` (which shipped file a name means). The
+    architecture must match (a one-line :class:`InputError` names the file otherwise). Registration settings
+    saved with the weights are not applied, so e.g. a 64 x 64 model can be fine-tuned at ``--work_size 128``;
+    a segmentation model keeps the intensity normalisation stored in its weights.
+    """
+    if init is None or str(init).lower() in ("", "none", "null"):
+        return net
+    from .priors import weights_path
+
+    p = weights_path(kind, init)
+    if not p.is_file():
+        raise InputError(f"{p}: --init weights not found (give JSRT, MONT, SHEN, universal or a weights file)")
+    try:
+        net.load_state_dict(load_weights(p))
+    except RuntimeError as e:
+        raise InputError(f"{p}: does not fit this network ({str(e).splitlines()[0][:160]})") from None
+    return net
 
 
 def save_atomic(obj, dst: str | os.PathLike) -> str:

@@ -190,3 +190,19 @@ def test_integrating_at_the_output_grid_matches_and_keeps_a_hard_field_unfolded(
     assert a.shape == b.shape == (1, 2, 256, 256)
     assert (a - b).abs().mean() < 0.05 * a.abs().mean()  # the same deformation ...
     assert int((jacobian_determinant(b) <= 0).sum()) == 0  # ... and still no folding on the fine grid
+
+
+def test_equalized_registration_input_ignores_contrast_changes():
+    """``intensity="equalize"`` (the universal model): a gamma-changed pair gives the same field; ``unit`` does not."""
+    torch.manual_seed(0)
+    net = MultiScaleRegNet(channels=(8, 8, 8, 8, 8)).eval()
+    m = torch.from_numpy(lung_mask(64, (3, 2))).float()[None, None] * 0.5 + 0.2
+    f = torch.from_numpy(lung_mask(64)).float()[None, None] * 0.5 + 0.2
+    m, f = m + 0.05 * torch.rand_like(m), f + 0.05 * torch.rand_like(f)
+    ones = torch.ones_like(m)
+    for mode, same in (("equalize", True), ("unit", False)):
+        s = RegSettings(work_size=64, attention=False, intensity=mode)
+        a = predict_field(net, s, m, f, ones, ones)["ddf"]
+        b = predict_field(net, s, m ** 0.5, f ** 0.5, ones, ones)["ddf"]
+        assert torch.allclose(a, b, atol=1e-6) == same, mode
+    assert RegSettings.from_dict({"work_size": 64}).intensity == "unit"  # models saved before the option

@@ -328,7 +328,7 @@ def test_evaluate_broken_data_folder_model_and_existing_output(capsys, tmp_path,
                                "(it does not start with the PNG signature)"]
     (data / "splits.json").unlink()
     assert main(["evaluate", "--dataset", "TOY", "--data-dir", str(data), "--out", str(tmp_path / "b")]) == 1
-    assert f"{data / 'splits.json'}: splits file not found" in capsys.readouterr().err
+    assert f"{data}: no images/ folder and no splits.json" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "m").exists()
 
 

@@ -52,3 +52,57 @@ def test_list_images_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="no .png"):
         list_images(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- intensity
+def test_equalize_histogram_is_the_fraction_of_darker_pixels():
+    from bundle.transforms import equalize_histogram
+
+    x = torch.tensor([[[[0.0, 0.0, 5.0, 7.0], [7.0, 7.0, 9.0, 100.0]]]])  # 8 pixels
+    e = equalize_histogram(x)
+    want = torch.tensor([[[[0, 0, 2, 3], [3, 3, 6, 7]]]]) / 8  # #{darker} / N; ties equal; darkest -> 0
+    assert torch.equal(e, want)
+
+
+def test_equalize_histogram_ignores_monotonic_intensity_changes():
+    from bundle.transforms import equalize_histogram
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (3, 1, 20, 30), generator=g).float()
+    ref = equalize_histogram(x / 255)
+    assert torch.equal(equalize_histogram(x * 257), ref)  # 16-bit range
+    assert torch.equal(equalize_histogram(x ** 2 + 3), ref)  # any increasing map
+    assert not torch.equal(equalize_histogram(255 - x), ref)  # an inverted image is another image
+    # each image on its own: a brighter copy of the batch changes nothing
+    assert torch.equal(equalize_histogram(torch.cat([x[:1], x[1:] * 2])), equalize_histogram(x))
+
+
+def test_normalize_intensity_modes():
+    from bundle.transforms import normalize_intensity
+
+    x = torch.rand(2, 1, 16, 16) * 0.3 + 0.5
+    assert normalize_intensity(x, "unit") is x
+    z = normalize_intensity(x, "zscore")
+    assert torch.allclose(z.mean(dim=(2, 3)), torch.zeros(2, 1), atol=1e-5)
+    assert torch.allclose(z.std(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
+    with pytest.raises(ValueError, match="intensity must be one of"):
+        normalize_intensity(x, "clahe")
+
+
+def test_segmentation_net_keeps_its_intensity_mode_in_the_weights():
+    from bundle.networks import LungSegNet
+
+    a = LungSegNet(work_size=32, intensity="equalize")
+    b = LungSegNet(work_size=32)  # zscore by default
+    assert b.intensity == "zscore"
+    b.load_state_dict(a.state_dict())
+    assert b.intensity == "equalize"
+    x = torch.rand(1, 1, 40, 40)
+    assert torch.allclose(a.eval()(x), b.eval()(x))
+    # weights saved before the option existed load as zscore
+    old = {k: v for k, v in LungSegNet(work_size=32).state_dict().items() if k != "intensity_code"}
+    c = LungSegNet(work_size=32, intensity="equalize")
+    c.load_state_dict(old)
+    assert c.intensity == "zscore"
+    # an equalising network gives the same masks for a contrast-changed image (gamma 0.5)
+    assert torch.allclose(a(x), a(x ** 0.5), atol=1e-5)

@@ -15,7 +15,8 @@ __all__ = ["LungSegNet"]
 class LungSegNet(torch.nn.Module):
     """MONAI ``UNet`` for 2-class lung segmentation, resolution- and intensity-agnostic at its input.
 
-    The input is normalised per image (zero mean, unit variance), area-resampled to ``work_size``, run
+    The input is normalised per image (``intensity="zscore"``: zero mean, unit variance; ``"equalize"``: histogram
+    equalisation, :func:`bundle.transforms.equalize_histogram`), area-resampled to ``work_size``, run
     through the U-Net, and the logits are resampled bilinearly back to the input size, so any image
     size works and the prediction lies on the input grid. The default widths (17, 34, 68, 136, 272) with 2
     residual units per level give 1.84M parameters (the paper's shrunk U-Net has ~1.9M).
@@ -24,6 +25,9 @@ class LungSegNet(torch.nn.Module):
         spatial_dims: 2.
         channels, strides, num_res_units: as MONAI ``UNet``.
         work_size: side of the square the U-Net runs at (must be divisible by the product of strides).
+        intensity: ``zscore`` (default, as the per-dataset models) or ``equalize`` (the universal model). It is
+            saved in the state dict (buffer ``intensity_code``), so loading weights restores it; weights
+            without it are ``zscore``.
 
     Shapes: input (B, 1, H, W) grey image (any range); output (B, 2, H, W) logits (background, lung).
     """
@@ -36,6 +40,7 @@ class LungSegNet(torch.nn.Module):
         num_res_units: int = 2,
         work_size: int = 128,
         dropout: float = 0.0,
+        intensity: str = "zscore",
     ):
         super().__init__()
         if spatial_dims != 2:
@@ -43,13 +48,27 @@ class LungSegNet(torch.nn.Module):
         self.work_size = int(work_size)
         self.unet = UNet(spatial_dims, 1, 2, channels=channels, strides=strides, num_res_units=num_res_units,
                          dropout=dropout)
+        if intensity not in self.MODES:
+            raise ValueError(f"intensity must be one of {self.MODES}, not {intensity!r}")
+        self.intensity = intensity
+        self.register_buffer("intensity_code", torch.tensor(self.MODES.index(intensity)))
 
-    @staticmethod
-    def normalise(x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        m = x.mean(dim=(2, 3), keepdim=True)
-        s = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-        return (x - m) / s
+    MODES = ("zscore", "equalize")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "intensity_code"
+        if key not in state_dict:  # weights saved before the option existed
+            state_dict[key] = torch.tensor(0)
+        code = int(state_dict[key])
+        if not 0 <= code < len(self.MODES):
+            raise ValueError(f"unknown intensity code {code} in the weights")
+        self.intensity = self.MODES[code]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        from ..transforms import normalize_intensity
+
+        return normalize_intensity(x.float(), self.intensity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]

@@ -1,0 +1,250 @@
+"""Users' own data (bundle.owndata): layouts, preprocessing, errors, and training every bundle on a folder."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle.data import check_training_data, dataset_name, load_split, train_val_ids
+from bundle.io import InputError
+from bundle.owndata import is_own_data, load_own_data, own_name, scan_own_data
+
+from .conftest import REPO, lung_mask, needs_shared
+
+SIZES = [(70, 90), (100, 80), (64, 64), (96, 72), (81, 101), (90, 66)]  # (H, W): odd sizes and aspect ratios
+
+
+def make_own(root, n=6, masks=True, rgb_one=True, nifti_one=True):
+    """A user's folder: 16-bit grey PNGs (one RGB PNG, one NIfTI) and 0/255 masks, matched by stem."""
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True)
+    if masks:
+        (root / "masks").mkdir()
+    for k in range(n):
+        h, w = SIZES[k % len(SIZES)]
+        side = max(h, w)
+        m = lung_mask(side, (int(rng.integers(-3, 4)), 0))[(side - h) // 2:(side - h) // 2 + h,
+                                                          (side - w) // 2:(side - w) // 2 + w].astype(np.int64)
+        img16 = np.clip(40000 - 25000 * m + rng.normal(0, 800, m.shape), 0, 65535).astype(np.uint16)
+        s = f"case {k}"  # a space in the stem
+        if nifti_one and k == 1:
+            nib.save(nib.Nifti1Image(img16.T.astype(np.float32), np.eye(4)), str(root / "images" / f"{s}.nii.gz"))
+        elif rgb_one and k == 2:
+            g = (img16 // 257).astype(np.uint8)
+            Image.fromarray(np.stack([g, g, g], -1)).save(root / "images" / f"{s}.png")
+        else:
+            Image.fromarray(img16).save(root / "images" / f"{s}.png")
+        if masks:
+            Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"{s}.png")
+    return root
+
+
+def test_folder_is_loaded_padded_and_resampled(tmp_path):
+    d = make_own(tmp_path / "mine")
+    assert is_own_data(d) and not is_own_data(REPO.parent / "shared" / "data") and dataset_name(d) == "mine"
+    ids, imgs, masks = load_own_data(d, needs_masks=True)
+    assert ids == [f"case {k}" for k in range(6)]
+    assert imgs.shape == (6, 1, 256, 256) and masks.shape == (6, 1, 256, 256)
+    assert float(imgs.min()) >= 0 and float(imgs.max()) <= 1
+    assert set(torch.unique(masks).tolist()) <= {0.0, 1.0}
+    # case 0 is 70 x 90 (H x W): padded to 90 x 90 with 10 zero rows above and below (image rows 10..79), then
+    # grown bilinearly to 256: output row i samples input row (i + 0.5) * 90 / 256 - 0.5, which lies in 9..80
+    # (touching an image row) exactly for i = 27..228
+    rows = imgs[0, 0].amax(1)
+    assert float(rows[:27].max()) == 0 and float(rows[27:229].min()) > 0 and float(rows[229:].max()) == 0
+    # 16-bit values are scaled by the image maximum: the brightest pixel of the grey 16-bit image maps to ~1
+    assert float(imgs[0].max()) > 0.9
+    # the mask covers the same lung pixels as the image's dark ellipses
+    lung = imgs[0, 0][masks[0, 0] > 0].mean()
+    body = imgs[0, 0][(masks[0, 0] == 0) & (imgs[0, 0] > 0)].mean()
+    assert float(lung) < 0.5 < float(body)
+
+
+def test_csv_layout_and_shipped_names_are_protected(tmp_path):
+    d = make_own(tmp_path / "JSRT", masks=True)
+    assert own_name(d) == "own_JSRT"  # never models/*_JSRT.pt
+    rows = ["image,mask"] + [f"JSRT/images/{p.name},JSRT/masks/{p.name.split('.')[0]}.png"
+                             for p in sorted((d / "images").iterdir())]
+    csv = tmp_path / "list.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    assert is_own_data(csv) and dataset_name(csv) == "list"
+    items = scan_own_data(csv, needs_masks=True)
+    assert [s for s, _, _ in items] == [f"case {k}" for k in range(6)]
+
+
+def _bad_layouts(tmp_path):
+    cases = {}
+    d = tmp_path / "noimages"
+    d.mkdir()
+    (d / "masks").mkdir()
+    cases["no images/ folder"] = (d, str(d), "no images/ folder and no splits.json")
+    d = tmp_path / "empty"
+    (d / "images").mkdir(parents=True)
+    cases["no images"] = (d, str(d / "images"), "no images")
+    d = make_own(tmp_path / "orphan")
+    Image.fromarray(lung_mask(64) * 255).save(d / "masks" / "extra.png")
+    cases["mask without image"] = (d, str(d / "masks" / "extra.png"), "mask has no image")
+    d = make_own(tmp_path / "grey")
+    Image.fromarray((lung_mask(90) * 200 + 20).astype(np.uint8)[:70]).save(d / "masks" / "case 0.png")
+    cases["non-binary mask"] = (d, str(d / "masks" / "case 0.png"), "not a binary mask")
+    d = make_own(tmp_path / "twice")
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(d / "images" / "case 1.png")  # beside case 1.nii.gz
+    cases["two files with the same stem"] = (d, "case 1", "same stem")
+    d = make_own(tmp_path / "nomask")
+    os.remove(d / "masks" / "case 3.png")
+    cases["image without its mask"] = (d, str(d / "images" / "case 3.png"), "no mask")
+    d = make_own(tmp_path / "unmasked", masks=False)
+    cases["masks needed"] = (d, str(d / "images" / "case 0.png"), "no lung mask")
+    csv = tmp_path / "cols.csv"
+    csv.write_text("img,mask\na.png,b.png\n")
+    cases["CSV without image column"] = (csv, str(csv), "needs the columns image,mask")
+    return cases
+
+
+def test_bad_layouts_stop_before_anything_is_written(tmp_path):
+    for name, (data, where, what) in _bad_layouts(tmp_path).items():
+        out = tmp_path / "out" / name.replace(" ", "_")
+        with pytest.raises(SystemExit) as e:
+            check_training_data(data, "JSRT", out, needs_masks=True, exit_on_error=True)
+        msg = str(e.value)
+        assert msg.startswith("cxreg training: error: ") and where in msg and what in msg, (name, msg)
+        assert "\n" not in msg and not out.exists(), name
+        with pytest.raises(InputError):  # from Python, the same problem is an exception
+            check_training_data(data, "JSRT", out, needs_masks=True)
+
+
+def _bundle(*args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_bundle_command_gives_one_line_error(tmp_path):
+    cases = _bad_layouts(tmp_path)
+    data, where, _ = cases["non-binary mask"]
+    out = tmp_path / "run"
+    r = _bundle("--config_file", str(REPO / "configs" / "segmentation" / "train.json"), "--data_dir", str(data),
+                "--output_dir", str(out), cwd=tmp_path)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith("cxreg training: error: " + where) and "binary" in last
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_own_folder_trains_all_three_bundles(tmp_path):
+    d = make_own(tmp_path / "mine")
+    for name, extra in [("segmentation", ["--work_size", "32", "--batch_size", "2"]),
+                        ("autoencoder", ["--batch_size", "2"])]:
+        out, model = tmp_path / f"run_{name}", tmp_path / f"{name}.pt"
+        r = _bundle("--config_file", str(REPO / "configs" / name / "train.json"), "--data_dir", str(d),
+                    "--output_dir", str(out), "--model_path", str(model), "--max_epochs", "1", "--val_interval", "1",
+                    "--num_workers", "0", *extra, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert model.is_file() and "val_mean_dice" in r.stdout + r.stderr
+        split = json.loads((out / "split.json").read_text())
+        assert split["own_data"] and split["dataset"] == "mine"
+        assert sorted(split["train"] + split["val"]) == [f"case {k}" for k in range(6)] and len(split["val"]) == 1
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["dataset"] == "mine"
+    # registration on the same images without masks: predicted lung masks stand in for them
+    nomask = tmp_path / "nomask"
+    nomask.mkdir()
+    os.symlink(d / "images", nomask / "images")
+    out, model = tmp_path / "run_reg", tmp_path / "reg.pt"
+    r = _bundle("--config_file", f"['{REPO / 'configs' / 'train.json'}','{REPO / 'configs' / 'presets' / 'diffeo.json'}']",
+                "--data_dir", str(nomask), "--output_dir", str(out), "--model_path", str(model),
+                "--seg_model", "JSRT", "--ae_model", "JSRT", "--work_size", "32", "--batches_per_epoch", "2",
+                "--batch_size", "4", "--val_pairs", "2", "--max_epochs", "1", "--val_interval", "1",
+                "--num_workers", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert model.is_file() and "val_mean_dice" in r.stdout + r.stderr
+    assert json.loads((out / "split.json").read_text())["dataset"] == "nomask"
+
+
+def test_split_is_seeded_and_repeatable(tmp_path):
+    d = make_own(tmp_path / "mine", n=12, rgb_one=False, nifti_one=False)
+    a = json.loads(check_training_data(d, "x", tmp_path / "a", seed=3).read_text())
+    b = json.loads(check_training_data(d, "x", tmp_path / "b", seed=3).read_text())
+    c = json.loads(check_training_data(d, "x", tmp_path / "c", seed=4).read_text())
+    assert a["val"] == b["val"] and a["val"] != c["val"] and len(a["val"]) == 1
+    tr, va = train_val_ids(12, 0.1, 3)
+    ids = load_split("x", "train", d).ids
+    assert a["val"] == [ids[i] for i in va] and a["train"] == [ids[i] for i in tr]
+
+
+def test_own_data_has_no_test_split(tmp_path):
+    d = make_own(tmp_path / "mine")
+    with pytest.raises(InputError, match="no 'test' split"):
+        load_split("x", "test", d)
+
+
+# ------------------------------------------------------------------------------------------- --init
+def _parsed(cfg, **over):
+    from monai.bundle import ConfigParser
+
+    p = ConfigParser()
+    p.read_config([str(c) for c in cfg])
+    for k, v in over.items():
+        p[k] = v
+    return p
+
+
+@needs_shared
+@pytest.mark.parametrize("kind", ["segmentation", "autoencoder", "registration"])
+def test_init_starts_from_shipped_weights_with_a_lower_first_loss(kind):
+    """``--init JSRT`` loads the shipped weights: the first-iteration loss on a fixed real pair (JSRT test images
+    0 -> 1) is lower than from the same network with random weights."""
+    from bundle.registration import predict_field
+    from bundle.spatial import warp
+
+    torch.manual_seed(0)
+    d = load_split("JSRT", "test")
+    losses = {}
+    for init in (None, "JSRT"):
+        if kind == "registration":
+            cfg = [REPO / "configs" / "train.json", REPO / "configs" / "presets" / "diffeo.json"]
+        else:
+            cfg = [REPO / "configs" / kind / "train.json"]
+        p = _parsed(cfg, init=init, device="$torch.device('cpu')")
+        net, loss = p.get_parsed_content("network"), p.get_parsed_content("loss")
+        net.train()
+        with torch.no_grad():
+            if kind == "segmentation":
+                img, lab = d.images[:2], d.masks[:2]
+                val = loss(net(img), lab)
+            elif kind == "autoencoder":
+                from bundle.spatial import resize_mask
+
+                lab = resize_mask(d.masks[:2], 64)
+                val = loss(net(lab), lab)
+            else:
+                settings = p.get_parsed_content("settings")
+                m, f = d.images[0:1], d.images[1:2]
+                mm, fm = d.masks[0:1], d.masks[1:2]
+                from bundle.spatial import resize_image, resize_mask
+                s = settings.work_size
+                m64, f64, mm64, fm64 = resize_image(m, s), resize_image(f, s), resize_mask(mm, s), resize_mask(fm, s)
+                out = predict_field(net, settings, m64, f64, mm64, fm64)
+                u = out["ddf_work"]
+                terms = loss(out["fixed_in"], warp(out["moving_in"], u), fm64,
+                             warp(mm64, u, mode="bilinear", padding_mode="zeros"), out["velocity"])
+                val = terms["loss"]
+        losses[init] = float(val)
+    assert losses["JSRT"] < losses[None], losses
+
+
+def test_init_with_a_missing_or_wrong_file_is_one_line(tmp_path):
+    from bundle.networks import LungSegNet, MaskAutoEncoder
+    from bundle.workflow import init_weights, save_atomic
+
+    with pytest.raises(InputError, match="--init weights not found"):
+        init_weights(LungSegNet(), tmp_path / "nope.pt", "segmentation")
+    p = tmp_path / "ae.pt"
+    save_atomic(MaskAutoEncoder().state_dict(), p)
+    with pytest.raises(InputError, match="does not fit this network"):
+        init_weights(LungSegNet(), p, "segmentation")
