@@ -248,3 +248,21 @@ def test_init_with_a_missing_or_wrong_file_is_one_line(tmp_path):
     save_atomic(MaskAutoEncoder().state_dict(), p)
     with pytest.raises(InputError, match="does not fit this network"):
         init_weights(LungSegNet(), p, "segmentation")
+
+
+def test_priors_default_to_the_dataset_then_the_init_then_universal():
+    from bundle.priors import REPO_ROOT, default_prior, weights_path
+
+    assert default_prior("MONT", None) == "MONT"
+    assert default_prior("mine", "SHEN") == "SHEN"  # own data fine-tuned from SHEN uses SHEN's priors
+    assert default_prior("mine", None) == "universal" and default_prior("mine", "/x/reg.pt") == "universal"
+    assert weights_path("segmentation", "Universal") == REPO_ROOT / "models" / "segmentation_universal.pt"
+    assert weights_path("autoencoder", "jsrt") == REPO_ROOT / "models" / "autoencoder_JSRT.pt"
+
+
+@needs_shared
+def test_universal_split_is_the_union_of_the_three():
+    u = load_split("universal", "train")
+    parts = [load_split(ds, "train") for ds in ("JSRT", "MONT", "SHEN")]
+    assert len(u) == sum(len(p) for p in parts) and u.ids[0] == "JSRT_" + parts[0].ids[0]
+    assert torch.equal(u.images[len(parts[0])], parts[1].images[0])
