@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="register ordered test pairs with a method and write metrics")
     e.add_argument("--method", default="identity", help="identity | elastix | syn | ours")
-    e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN or a registration model file (default: --dataset)")
+    e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN|universal or a registration model file (default: --dataset)")
     e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
@@ -162,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("fixed", nargs="?", help="fixed image (PNG or NIfTI)")
     g.add_argument("--pairs", help="CSV with columns moving,fixed[,moving_mask,fixed_mask] (many pairs)")
     g.add_argument("--out", required=True, help="output folder (one sub-folder per pair with --pairs)")
-    g.add_argument("--model", default="JSRT", help="JSRT | MONT | SHEN | universal or a registration model file")
-    g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model dataset, else JSRT)")
+    g.add_argument("--model", default="universal", help="universal (default; trained on all three datasets) | JSRT | "
+                   "MONT | SHEN or a registration model file")
+    g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model's own, else "
+                   "universal)")
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")

@@ -3,7 +3,8 @@
     python scripts/results_table.py [--dir docs/results] [--methods identity elastix syn ours]
 
 Reads <dir>/<DATASET>_<method>/summary.json as written by `cxreg evaluate ... --out <dir>/<DATASET>_<method>`;
-a method written SUB/NAME reads <dir>/SUB/<DATASET>_<NAME>/ (e.g. registration/diffeo).
+a method written SUB/NAME reads <dir>/SUB/<DATASET>_<NAME>/ (e.g. registration/diffeo), and
+generalisation/MODEL reads <dir>/generalisation/<MODEL>_on_<DATASET>/ (e.g. generalisation/universal).
 """
 
 import argparse
@@ -28,12 +29,12 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for ds in ("JSRT", "MONT", "SHEN"):
     for m in a.methods:
         sub, _, name = m.rpartition("/")
-        f = Path(a.dir) / sub / f"{ds}_{name}" / "summary.json"
+        f = Path(a.dir) / sub / (f"{name}_on_{ds}" if sub == "generalisation" else f"{ds}_{name}") / "summary.json"
         if not f.is_file():
             continue
         s = json.loads(f.read_text())
         mt = s["metrics"]
-        label = f"ours ({name})" if sub == "registration" else m
+        label = f"ours ({name})" if sub in ("registration", "generalisation") else m
         print(f"| {ds} | {label} | {cell(mt, 'dsc')} | {cell(mt, 'hd', 2)} | {cell(mt, 'assd', 2)} | {cell(mt, 'jac', 1)} | "
               f"{mt['jac_pct']['mean']:.3f} | {s['n_pairs']}{' (all)' if s['all_pairs'] else ''} | "
               f"{mt['seconds']['median']:.3f} | measured |")
