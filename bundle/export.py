@@ -314,9 +314,35 @@ def _mean(v) -> float:
     return round(float(np.nanmean(np.asarray(v, dtype=float))), 4)
 
 
+def _universal_metrics(kind: str, res: Path) -> tuple[dict, str]:
+    """The universal model's test metrics on each dataset (docs/results/generalisation), keyed ``<DS>_<metric>``."""
+    out, src = {}, ""
+    g = res / "generalisation"
+    if kind == "registration":
+        for ds in ("JSRT", "MONT", "SHEN"):
+            p = g / f"universal_on_{ds}" / "summary.json"
+            if p.is_file():
+                m = json.loads(p.read_text())["metrics"]
+                out.update({f"{ds}_{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m})
+                src = str(g.relative_to(_SRC.parent))
+    elif kind == "segmentation" and (g / "segmentation.json").is_file():
+        d = json.loads((g / "segmentation.json").read_text())
+        for ds in ("JSRT", "MONT", "SHEN"):
+            r = d.get(f"universal_on_{ds}")
+            if r:
+                out.update({f"{ds}_test_dsc_mean": round(r["dsc"], 4), f"{ds}_test_hd_mean": round(r["hd"], 3),
+                            f"{ds}_test_assd_mean": round(r["assd"], 3)})
+                src = str((g / "segmentation.json").relative_to(_SRC.parent))
+    if out:
+        out["units"] = "pixels of the 256x256 images"
+    return out, src
+
+
 def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None = None) -> tuple[dict, str]:
     """(eval_metrics, source file) for the shipped model, read from docs/results (no hard-coded numbers)."""
     res = Path(results) if results else _SRC.parent / "docs" / "results"
+    if dataset.lower() == "universal":
+        return _universal_metrics(kind, res)
     if kind == "registration":
         p = res / "registration" / f"{dataset}_shipped" / "summary.json"
         if not p.is_file():
@@ -579,6 +605,7 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
     if kind not in KINDS:
         raise InputError(f"unknown bundle kind {kind!r} (use one of {', '.join(KINDS)})")
     dataset = dataset.upper() if dataset.upper() in ("JSRT", "MONT", "SHEN") else dataset
+    dataset = "universal" if dataset.lower() == "universal" else dataset
     version = version or _repo_cfg(kind, "metadata.json")["version"]
     name = bundle_name(kind, dataset)
     out = Path(out).resolve()
@@ -643,7 +670,7 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
 
 def _cmd_export(a) -> int:
     kinds = KINDS if a.bundle == "all" else (a.bundle,)
-    datasets = ("JSRT", "MONT", "SHEN") if a.dataset == "all" else (a.dataset,)
+    datasets = ("JSRT", "MONT", "SHEN", "universal") if a.dataset == "all" else (a.dataset,)
     if (a.model or a.seg_model) and (len(kinds) > 1 or len(datasets) > 1):
         raise InputError("--model/--seg-model need one --bundle and one --dataset")
     for k in kinds:
@@ -658,7 +685,7 @@ def add_parser(sub) -> None:
     """Register the ``export`` sub-command on the ``cxreg`` sub-parsers."""
     p = sub.add_parser("export", help="write standalone MONAI bundles (zip) that run without cxreg installed")
     p.add_argument("--bundle", required=True, choices=[*KINDS, "all"])
-    p.add_argument("--dataset", required=True, help="JSRT | MONT | SHEN | all")
+    p.add_argument("--dataset", required=True, help="JSRT | MONT | SHEN | universal | all")
     p.add_argument("--out", default="dist", help="folder of the zips (default dist/)")
     p.add_argument("--version", default=None, help="bundle version (default: configs' metadata.json)")
     p.add_argument("--model", default=None, help="weights file instead of models/<bundle>_<dataset>.pt")

@@ -43,6 +43,7 @@ __all__ = [
     "EvalStep",
     "build_registration",
     "init_weights",
+    "init_intensity",
     "load_registration",
     "save_registration",
     "attention_masks",
@@ -424,6 +425,21 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
     from .workflow import init_weights as _init
 
     return _init(net, init, kind)
+
+
+def init_intensity(init: str | os.PathLike | None) -> str:
+    """The intensity mode saved with the ``--init`` registration model (``unit`` without one), so that
+    fine-tuning keeps the normalisation its start was trained with (``configs/train.json``'s default)."""
+    if init is None or str(init).lower() in ("", "none", "null"):
+        return "unit"
+    from .priors import weights_path
+    from .workflow import safe_load
+
+    try:
+        ck = safe_load(weights_path("registration", init))
+        return str(ck["settings"].get("intensity", "unit"))
+    except Exception:  # a missing or foreign file: init_weights names the problem
+        return "unit"
 
 
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:

@@ -266,3 +266,9 @@ def test_universal_split_is_the_union_of_the_three():
     parts = [load_split(ds, "train") for ds in ("JSRT", "MONT", "SHEN")]
     assert len(u) == sum(len(p) for p in parts) and u.ids[0] == "JSRT_" + parts[0].ids[0]
     assert torch.equal(u.images[len(parts[0])], parts[1].images[0])
+
+
+@pytest.mark.parametrize("init,mode", [(None, "unit"), ("JSRT", "unit"), ("universal", "equalize")])
+def test_registration_fine_tuning_keeps_the_intensity_mode_of_its_start(init, mode):
+    p = _parsed([REPO / "configs" / "train.json"], init=init)
+    assert p.get_parsed_content("settings").intensity == mode
