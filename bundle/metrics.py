@@ -28,7 +28,8 @@ import torch
 
 from .spatial import jacobian_determinant
 
-__all__ = ["dice", "hausdorff", "assd", "surface_metrics", "folding", "pair_metrics", "summarise"]
+__all__ = ["dice", "hausdorff", "assd", "surface_metrics", "folding", "inverse_consistency", "pair_metrics",
+           "summarise"]
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -113,6 +114,23 @@ def folding(ddf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     det = jacobian_determinant(torch.as_tensor(ddf))
     count = (det <= 0).flatten(1).sum(1)
     return count, 100.0 * count.float() / det[0].numel()
+
+
+def inverse_consistency(ddf_ab: torch.Tensor, ddf_ba: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Inverse-consistency error (pixels) of two fields of one pair registered both ways, shape (B,).
+
+    ``ddf_ab`` pulls image A onto B's grid (``x -> x + u_ab(x)`` maps B to A), ``ddf_ba`` the other way. On A's
+    grid, ``phi_ab(phi_ba(x)) - x = u_ba(x) + u_ab(x + u_ba(x))`` (:func:`bundle.spatial.compose_ddf`) is 0
+    for perfectly inverse fields; the error is its Euclidean length, averaged over ``mask`` (B, 1, H, W; e.g.
+    A's lung mask) or over the whole grid.
+    """
+    from .spatial import compose_ddf
+
+    r = compose_ddf(ddf_ab.float(), ddf_ba.float()).norm(dim=1, keepdim=True)  # B,1,H,W
+    if mask is None:
+        return r.flatten(1).mean(1)
+    m = mask.float()
+    return (r * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
 
 
 def pair_metrics(warped_mask, fixed_mask, ddf=None, spacing=None) -> dict[str, list[float]]:

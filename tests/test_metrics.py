@@ -90,3 +90,29 @@ def test_surface_metrics_equal_monai_metric_classes():
         assert torch.allclose(hd, hausdorff(p, t, spacing), equal_nan=True)
         assert torch.allclose(sd, assd(p, t, spacing), atol=1e-5, equal_nan=True)
     assert torch.isnan(hd[1]) and not torch.isnan(hd[0])
+
+
+def test_inverse_consistency_is_zero_for_a_translation_and_its_inverse():
+    from bundle.metrics import inverse_consistency
+
+    t = torch.zeros(1, 2, 32, 32)
+    t[:, 0], t[:, 1] = 3.0, -4.0  # a (3, -4) px translation: |t| = 5
+    assert float(inverse_consistency(t, -t)) == 0.0
+    assert float(inverse_consistency(t, t)) == pytest.approx(10.0)  # twice the shift: not an inverse
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:16] = 1
+    assert float(inverse_consistency(t, torch.zeros_like(t), mask)) == pytest.approx(5.0)
+
+
+def test_inverse_consistency_of_a_scaling_and_its_exact_inverse():
+    """x -> 1.25 x about the centre, and x -> 0.8 x: inverse maps, error ~0 away from the border (interpolation
+    of a linear field is exact)."""
+    from bundle.metrics import inverse_consistency
+    from bundle.spatial import identity_grid
+
+    g = identity_grid((64, 64)) - 31.5
+    ab, ba = 0.25 * g, -0.2 * g  # phi_ab(x) = 1.25 x, phi_ba(x) = 0.8 x
+    inner = torch.zeros(1, 1, 64, 64)
+    inner[..., 16:48, 16:48] = 1
+    assert float(inverse_consistency(ab, ba, inner)) < 1e-4
+    assert float(inverse_consistency(ab, ab, inner)) > 1.0
