@@ -341,3 +341,15 @@ def test_exported_registration_bundle_trains_and_evaluates(unpacked, tmp_path):
     rows = (b / "runs" / "registration_TOY" / "eval_TOY" / "val_mean_dice_raw.csv").read_text().splitlines()
     assert len(rows) == 31
     assert 0.5 < float(rows[1].split(",")[-1]) <= 1
+
+
+def test_universal_metrics_are_read_per_dataset_from_the_generalisation_results():
+    from bundle.export import measured_metrics
+
+    m, src = measured_metrics("registration", "universal")
+    s = json.loads((REPO / "docs" / "results" / "generalisation" / "universal_on_MONT" / "summary.json").read_text())
+    assert src == "docs/results/generalisation"
+    assert m["MONT_dsc_mean"] == round(s["metrics"]["dsc"]["mean"], 4)
+    assert {f"{d}_hd_mean" for d in ("JSRT", "MONT", "SHEN")} <= set(m)
+    seg, _ = measured_metrics("segmentation", "universal")
+    assert 0.9 < seg["JSRT_test_dsc_mean"] <= 1
