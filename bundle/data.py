@@ -65,7 +65,8 @@ def default_data_dir() -> Path:
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     d = Path(data_dir) if data_dir else default_data_dir()
     if not d.is_dir():
-        raise InputError(f"{d}: data directory not found (pass --data-dir or set CXREG_DATA_DIR)")
+        raise InputError(f"{d}: data directory not found (pass --data-dir, --data_dir in a bundle, or set "
+                         f"CXREG_DATA_DIR)")
     return d
 
 
@@ -268,12 +269,23 @@ def write_split(output_dir, dataset: str, data_dir=None, val_fraction: float = 0
     own = is_own_data(data_dir)
     info = {"dataset": d.dataset, "data_dir": str(Path(data_dir).resolve()) if data_dir else str(default_data_dir()),
             "own_data": own, "seed": seed, "val_fraction": val_fraction,
-            "preprocessing": ("grey / 255 (8-bit) or / max, zero-pad to a centred square, area-resample to 256"
+            "preprocessing": ("grey / 255 (8-bit) or / max, zero-pad to a centred square, resample to 256 (area when "
+                              "shrinking, bilinear when growing)"
                               if own else "as prepared by scripts/prepare_data.py (256 x 256 PNG)"),
             "train": [d.ids[i] for i in tr], "val": [d.ids[i] for i in va]}
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "split.json"
+    if path.is_file() and any(out.glob("checkpoint_epoch=*.pt")):  # the run would resume: same data only
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if (old.get("data_dir"), sorted(old.get("train", []) + old.get("val", []))) != (
+                info["data_dir"], sorted(info["train"] + info["val"])):
+            raise InputError(f"{out}: holds a run on other data ({old.get('data_dir')}, "
+                             f"{len(old.get('train', [])) + len(old.get('val', []))} images) that training would "
+                             f"resume; give another --output_dir or delete it")
+    out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, path)
@@ -281,7 +293,8 @@ def write_split(output_dir, dataset: str, data_dir=None, val_fraction: float = 0
 
 
 def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = True, val_fraction: float = 0.1,
-                        seed: int = 0, exit_on_error: bool = False, min_val: int = 1) -> Path:
+                        seed: int = 0, exit_on_error: bool = False, min_val: int = 1, model_path=None,
+                        batch_size: int | None = None, init=None, kind: str | None = None) -> Path:
     """First step of every ``train.json``: read and check all training images and masks, then write the split.
 
     A bad layout or file stops here, before any output exists: with ``exit_on_error`` (the configs' default
@@ -289,7 +302,29 @@ def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = 
     the last line of stderr, instead of MONAI's long ``Failed to evaluate`` traceback.
     """
     try:
-        load_split(dataset, "train", data_dir, needs_masks=needs_masks)
+        from .owndata import is_own_data
+        from .priors import SHIPPED, weights_path
+
+        d = load_split(dataset, "train", data_dir, needs_masks=needs_masks)
+        if is_own_data(data_dir):
+            shipped = {weights_path(k, n).resolve() for k in ("segmentation", "autoencoder", "registration")
+                       for n in SHIPPED}
+            if str(dataset).lower() in {n.lower() for n in SHIPPED} or (
+                    model_path and Path(model_path).resolve() in shipped):
+                raise InputError(f"{model_path or dataset}: names a shipped model; with your own data give another "
+                                 f"--dataset name (or leave it out) or another --model_path")
+            n_train = len(train_val_ids(len(d), val_fraction, seed, min_val)[0])
+            if batch_size and n_train < int(batch_size):
+                raise InputError(f"{data_dir}: {n_train} training images are fewer than one batch of "
+                                 f"{batch_size}; add images or pass --batch_size {max(1, n_train)}")
+        if init is not None and str(init).lower() not in ("", "none", "null") and kind:
+            from .workflow import load_weights
+
+            p = weights_path(kind, init)
+            if not p.is_file():
+                raise InputError(f"{p}: --init weights not found (give JSRT, MONT, SHEN, universal or a weights "
+                                 f"file)")
+            load_weights(p)  # readable, safe, a state dict
         return write_split(output_dir, dataset, data_dir, val_fraction, seed, min_val)
     except (InputError, OSError) as e:
         if not exit_on_error:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import IMAGE_SUFFIXES, InputError, load_image, stem
+from .io import IMAGE_SUFFIXES, MAX_SIDE, MIN_SIDE, InputError, load_image, stem
 
 __all__ = ["SIZE", "is_own_data", "own_name", "scan_own_data", "load_own_data"]
 
@@ -57,8 +57,8 @@ def own_name(data_dir) -> str:
 def _files(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if not (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
-            continue
+        if p.name.startswith(".") or not (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
+            continue  # hidden files (e.g. macOS "._x.png") are not images
         s = stem(p)
         if s in out:
             raise InputError(f"{p}: same stem {s!r} as {out[s]} (each stem must name one image)")
@@ -70,14 +70,20 @@ def _from_csv(path: Path) -> list[tuple[str, Path, Path | None]]:
     if not path.is_file():
         raise InputError(f"{path}: CSV file not found")
     try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
-        cols = [c.strip() for c in (csv.DictReader(path.read_text(encoding="utf-8").splitlines()).fieldnames or [])]
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel) is not part of the header
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 CSV file ({e})") from None
+    reader = csv.DictReader(text.splitlines())
+    cols = [(c or "").strip().lower() for c in (reader.fieldnames or [])]
+    reader.fieldnames = cols
+    rows = list(reader)
     if "image" not in cols:
         raise InputError(f"{path}: needs the columns image,mask (found {cols})")
     items, seen = [], {}
     for n, row in enumerate(rows, start=2):
+        extra = row.pop(None, None)
+        if extra and any(str(v).strip() for v in extra):
+            raise InputError(f"{path}: line {n}: more fields than the header's columns {cols}")
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         if not row.get("image"):
             if any(row.values()):
@@ -163,7 +169,7 @@ def _load(key: str, size: int):
     items = scan_own_data(key)
     ids, imgs, masks = [], [], []
     for s, ip, mp in items:
-        img = load_image(ip, min_side=32)
+        img = load_image(ip, min_side=MIN_SIDE, max_side=MAX_SIDE)
         t = _square(_unit(img, ip), size)
         if mp is not None:
             m = _binary_mask(mp)

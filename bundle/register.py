@@ -55,7 +55,8 @@ class Registrar:
     """Holds the models; ``registrar(fixed, moving, ...)`` registers one pair of (H, W) arrays.
 
     Args:
-        model: ``JSRT``/``MONT``/``SHEN`` (shipped weights) or a registration model file.
+        model: ``universal`` (default) / ``JSRT`` / ``MONT`` / ``SHEN`` (shipped weights) or a registration model
+            file.
         seg_model: lung segmentation model for masks that are not given (default: the same shipped name, else universal).
         device: ``cpu`` or ``cuda``.
         size: working grid of the masks and of the field output (256).

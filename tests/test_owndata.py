@@ -273,3 +273,43 @@ def test_universal_split_is_the_union_of_the_three():
 def test_registration_fine_tuning_keeps_the_intensity_mode_of_its_start(init, mode):
     p = _parsed([REPO / "configs" / "train.json"], init=init)
     assert p.get_parsed_content("settings").intensity == mode
+
+
+def test_own_data_never_writes_over_shipped_weights_and_checks_batch_and_init(tmp_path):
+    from bundle.priors import weights_path
+
+    d = make_own(tmp_path / "mine")
+    for kw in ({"dataset": "JSRT"}, {"dataset": "Universal"},
+               {"dataset": "mine", "model_path": weights_path("segmentation", "MONT")}):
+        kw = {"model_path": None, **kw}
+        with pytest.raises(InputError, match="names a shipped model"):
+            check_training_data(d, kw["dataset"], tmp_path / "o", model_path=kw["model_path"])
+    with pytest.raises(InputError, match=r"5 training images are fewer than one batch of 16; .* --batch_size 5"):
+        check_training_data(d, "mine", tmp_path / "o", batch_size=16)
+    with pytest.raises(InputError, match="--init weights not found"):
+        check_training_data(d, "mine", tmp_path / "o", init=tmp_path / "nope.pt", kind="segmentation")
+    assert not (tmp_path / "o").exists()
+    assert check_training_data(d, "mine", tmp_path / "o", batch_size=4, init="universal", kind="segmentation").is_file()
+
+
+def test_a_run_folder_of_other_data_is_not_resumed(tmp_path):
+    a, b = make_own(tmp_path / "a" / "data"), make_own(tmp_path / "b" / "data", n=5)
+    out = tmp_path / "run"
+    check_training_data(a, "data", out)
+    (out / "checkpoint_epoch=3.pt").write_bytes(b"x")
+    check_training_data(a, "data", out)  # the same data: resuming is fine
+    with pytest.raises(InputError, match="holds a run on other data"):
+        check_training_data(b, "data", out)
+
+
+def test_csv_with_bom_capitalised_header_trailing_commas_and_hidden_files(tmp_path):
+    d = make_own(tmp_path / "mine", rgb_one=False, nifti_one=False)
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(d / "images" / "._case 0.png")  # macOS metadata file
+    assert [s for s, _, _ in scan_own_data(d)] == [f"case {k}" for k in range(6)]
+    rows = ["Image,Mask"] + [f"mine/images/case {k}.png,mine/masks/case {k}.png," for k in range(6)]
+    csv = tmp_path / "excel.csv"
+    csv.write_bytes("\ufeff".encode() + ("\n".join(rows) + "\n").encode())
+    assert len(scan_own_data(csv, needs_masks=True)) == 6
+    csv.write_text("image,mask\nmine/images/case 0.png,mine/masks/case 0.png,extra\n")
+    with pytest.raises(InputError, match="line 2: more fields than the header"):
+        scan_own_data(csv)
