@@ -303,13 +303,14 @@ def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = 
     """
     try:
         from .owndata import is_own_data
-        from .priors import SHIPPED, weights_path
+        from .priors import SHIPPED, shipped_name, weights_path
+        from .workflow import init_path, load_weights
 
         d = load_split(dataset, "train", data_dir, needs_masks=needs_masks)
         if is_own_data(data_dir):
             shipped = {weights_path(k, n).resolve() for k in ("segmentation", "autoencoder", "registration")
                        for n in SHIPPED}
-            if str(dataset).lower() in {n.lower() for n in SHIPPED} or (
+            if shipped_name(dataset) or (
                     model_path and Path(model_path).resolve() in shipped):
                 raise InputError(f"{model_path or dataset}: names a shipped model; with your own data give another "
                                  f"--dataset name (or leave it out) or another --model_path")
@@ -317,13 +318,8 @@ def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = 
             if batch_size and n_train < int(batch_size):
                 raise InputError(f"{data_dir}: {n_train} training images are fewer than one batch of "
                                  f"{batch_size}; add images or pass --batch_size {max(1, n_train)}")
-        if init is not None and str(init).lower() not in ("", "none", "null") and kind:
-            from .workflow import load_weights
-
-            p = weights_path(kind, init)
-            if not p.is_file():
-                raise InputError(f"{p}: --init weights not found (give JSRT, MONT, SHEN, universal or a weights "
-                                 f"file)")
+        p = init_path(init, kind) if kind else None
+        if p is not None:
             load_weights(p)  # readable, safe, a state dict
         return write_split(output_dir, dataset, data_dir, val_fraction, seed, min_val)
     except (InputError, OSError) as e:

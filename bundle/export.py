@@ -340,8 +340,10 @@ def _universal_metrics(kind: str, res: Path) -> tuple[dict, str]:
 
 def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None = None) -> tuple[dict, str]:
     """(eval_metrics, source file) for the shipped model, read from docs/results (no hard-coded numbers)."""
+    from .priors import shipped_name
+
     res = Path(results) if results else _SRC.parent / "docs" / "results"
-    if dataset.lower() == "universal":
+    if shipped_name(dataset) == "universal":
         return _universal_metrics(kind, res)
     if kind == "registration":
         p = res / "registration" / f"{dataset}_shipped" / "summary.json"
@@ -599,13 +601,12 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
     is zipped: ``verify_metadata`` (the repository's offline schema), ``verify_net_in_out``, and
     ``ckpt_export`` (traced TorchScript ``models/model.ts``); their output is appended to ``log``.
     """
-    from .priors import weights_path
+    from .priors import shipped_name, weights_path
     from .workflow import load_weights, save_atomic
 
     if kind not in KINDS:
         raise InputError(f"unknown bundle kind {kind!r} (use one of {', '.join(KINDS)})")
-    dataset = dataset.upper() if dataset.upper() in ("JSRT", "MONT", "SHEN") else dataset
-    dataset = "universal" if dataset.lower() == "universal" else dataset
+    dataset = shipped_name(dataset) or dataset
     version = version or _repo_cfg(kind, "metadata.json")["version"]
     name = bundle_name(kind, dataset)
     out = Path(out).resolve()

@@ -50,8 +50,10 @@ def own_name(data_dir) -> str:
     on a folder called e.g. ``JSRT`` never overwrites shipped weights."""
     p = Path(data_dir).resolve()
     name = p.stem if p.suffix.lower() == ".csv" else p.name
+    from .priors import shipped_name
+
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "own"
-    return f"own_{name}" if name.upper() in ("JSRT", "MONT", "SHEN", "UNIVERSAL") else name
+    return f"own_{name}" if shipped_name(name) else name
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -139,21 +141,6 @@ def scan_own_data(data_dir, needs_masks: bool = False) -> list[tuple[str, Path, 
     return items
 
 
-def _unit(arr: np.ndarray, path) -> np.ndarray:
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise InputError(f"{path}: image has {bad} NaN or infinite pixel value(s)")
-    top = float(arr.max())
-    return arr / (255.0 if top <= 255 else top) if top > 0 else arr
-
-
-def _square(arr: np.ndarray, size: int) -> torch.Tensor:
-    from .prepare import pad_to_square
-    from .spatial import resize_image
-
-    return resize_image(torch.from_numpy(pad_to_square(arr.astype(np.float32)))[None, None], size)[0]
-
-
 def _binary_mask(path: Path) -> np.ndarray:
     arr = load_image(path)
     vals = np.unique(arr)
@@ -166,17 +153,19 @@ def _binary_mask(path: Path) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _load(key: str, size: int):
+    from .register import _to_square, _unit
+
     items = scan_own_data(key)
     ids, imgs, masks = [], [], []
     for s, ip, mp in items:
         img = load_image(ip, min_side=MIN_SIDE, max_side=MAX_SIDE)
-        t = _square(_unit(img, ip), size)
+        t = _to_square(_unit(img, ip), size)[0][0]  # the same preprocessing as cxreg register
         if mp is not None:
             m = _binary_mask(mp)
             if m.shape != img.shape:
                 raise InputError(f"{mp}: mask is {m.shape[0]}x{m.shape[1]} pixels but its image {ip.name} is "
                                  f"{img.shape[0]}x{img.shape[1]}")
-            masks.append((_square(m, size) > 0.5).float())
+            masks.append(_to_square(m, size, mask=True)[0][0])
         ids.append(s)
         imgs.append(t)
     return ids, torch.stack(imgs), (torch.stack(masks) if masks else None)

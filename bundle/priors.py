@@ -17,6 +17,7 @@ from .workflow import load_weights
 __all__ = [
     "SHIPPED",
     "default_prior",
+    "shipped_name",
     "weights_path",
     "load_segmentation",
     "load_autoencoder",
@@ -32,21 +33,25 @@ __all__ = [
 SHIPPED = ("JSRT", "MONT", "SHEN", "universal")
 
 
+def shipped_name(model) -> str | None:
+    """The shipped name ``model`` spells (JSRT, MONT, SHEN, universal; any case), or None (e.g. a file path)."""
+    if model is None:
+        return None
+    return next((n for n in SHIPPED if str(model).lower() == n.lower()), None)
+
+
 def weights_path(kind: str, model: str | os.PathLike) -> Path:
     """``models/<kind>_<NAME>.pt`` for a shipped name (JSRT, MONT, SHEN, universal; any case), else ``model``
     itself as a path."""
-    m = str(model)
-    for name in SHIPPED:
-        if m.lower() == name.lower():
-            return REPO_ROOT / "models" / f"{kind}_{name}.pt"
-    return Path(m)
+    name = shipped_name(model)
+    return REPO_ROOT / "models" / f"{kind}_{name}.pt" if name else Path(str(model))
 
 
 def default_prior(dataset: str, init=None) -> str:
     """Which shipped segmentation/autoencoder a registration run uses unless told: its own dataset's, else
     that of the ``--init`` model, else ``universal`` (e.g. for a user's own data)."""
     for cand in (dataset, init):
-        if cand is not None and any(str(cand).lower() == n.lower() for n in SHIPPED):
+        if shipped_name(cand):
             return str(cand)
     return "universal"
 

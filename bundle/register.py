@@ -69,10 +69,9 @@ class Registrar:
         from .registration import load_registration
 
         net, settings = load_registration(model, device)
-        from .priors import SHIPPED
+        from .priors import shipped_name
 
-        shipped = [n for n in SHIPPED if str(model).lower() == n.lower()]
-        seg_model = seg_model or (shipped[0] if shipped else DEFAULT_MODEL)
+        seg_model = seg_model or shipped_name(model) or DEFAULT_MODEL
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps)
 
     def _setup(self, net, settings, seg, device, size, refine_steps) -> None:

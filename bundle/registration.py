@@ -430,14 +430,11 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
 def init_intensity(init: str | os.PathLike | None) -> str:
     """The intensity mode saved with the ``--init`` registration model (``unit`` without one), so that
     fine-tuning keeps the normalisation its start was trained with (``configs/train.json``'s default)."""
-    if init is None or str(init).lower() in ("", "none", "null"):
-        return "unit"
-    from .priors import weights_path
-    from .workflow import safe_load
+    from .workflow import init_path, safe_load
 
     try:
-        ck = safe_load(weights_path("registration", init))
-        return str(ck["settings"].get("intensity", "unit"))
+        p = init_path(init, "registration")
+        return "unit" if p is None else str(safe_load(p)["settings"].get("intensity", "unit"))
     except Exception:  # a missing or foreign file: init_weights names the problem
         return "unit"
 
@@ -471,10 +468,9 @@ class OursMethod:
                  device: str = "cpu", refine_steps: int = 0, refine_size: int = 128):
         self.net, self.settings = load_registration(model, device)
         self.refine_steps, self.refine_size = refine_steps, refine_size
-        from .priors import SHIPPED
+        from .priors import shipped_name
 
-        shipped = [n for n in SHIPPED if str(model).lower() == n.lower()]
-        self.seg_model = seg_model or (shipped[0] if shipped else None)
+        self.seg_model = seg_model or shipped_name(model)
         self.device = device
         self.attn = None
 

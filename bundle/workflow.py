@@ -13,7 +13,7 @@ import torch
 
 from .io import InputError
 
-__all__ = ["safe_load", "load_weights", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
+__all__ = ["safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
            "first_reaching"]
 
 
@@ -42,6 +42,18 @@ def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:
     return sd
 
 
+def init_path(init: str | os.PathLike | None, kind: str) -> Path | None:
+    """The weights file ``--init`` names (None for no ``--init``); a one-line :class:`InputError` if it is missing."""
+    if init is None or str(init).lower() in ("", "none", "null"):
+        return None
+    from .priors import weights_path
+
+    p = weights_path(kind, init)
+    if not p.is_file():
+        raise InputError(f"{p}: --init weights not found (give JSRT, MONT, SHEN, universal or a weights file)")
+    return p
+
+
 def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str) -> torch.nn.Module:
     """Start training from shipped or saved weights (``--init JSRT|MONT|SHEN|universal|PATH``); None: as built.
 
@@ -50,13 +62,9 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
     saved with the weights are not applied, so e.g. a 64 x 64 model can be fine-tuned at ``--work_size 128``;
     a segmentation model keeps the intensity normalisation stored in its weights.
     """
-    if init is None or str(init).lower() in ("", "none", "null"):
+    p = init_path(init, kind)
+    if p is None:
         return net
-    from .priors import weights_path
-
-    p = weights_path(kind, init)
-    if not p.is_file():
-        raise InputError(f"{p}: --init weights not found (give JSRT, MONT, SHEN, universal or a weights file)")
     try:
         net.load_state_dict(load_weights(p))
     except RuntimeError as e:
