@@ -11,7 +11,7 @@ import torch
 
 from .data import REPO_ROOT, load_split
 from .metrics import assd, dice, hausdorff
-from .networks import LungSegNet, MaskAutoEncoder
+from .networks import LungSegNet, MaskAutoEncoder, SegEnsemble
 from .workflow import load_weights
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "default_prior",
     "shipped_name",
     "weights_path",
+    "ensemble_members",
     "load_segmentation",
     "load_autoencoder",
     "load_encoder",
@@ -56,7 +57,24 @@ def default_prior(dataset: str, init=None) -> str:
     return "universal"
 
 
-def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> LungSegNet:
+def ensemble_members(model) -> list[str] | None:
+    """The members of an ensemble name ``"A+B"`` (e.g. ``"JSRT+universal"``), or None for a single model."""
+    s = str(model)
+    if "+" not in s or os.path.exists(s):
+        return None
+    parts = [p.strip() for p in s.split("+")]
+    if any(not p for p in parts):
+        raise ValueError(f"{model!r}: an ensemble is written 'A+B' with non-empty model names or paths")
+    return parts
+
+
+def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> torch.nn.Module:
+    """A shipped (``JSRT``, ``MONT``, ``SHEN``, ``universal``) or given segmentation model, in eval mode.
+
+    ``"A+B"`` loads each member and returns a :class:`SegEnsemble` (their lung probabilities averaged)."""
+    members = ensemble_members(model)
+    if members:
+        return SegEnsemble([load_segmentation(m, device, **net_kw) for m in members]).to(device).eval()
     net = LungSegNet(**net_kw)
     net.load_state_dict(load_weights(weights_path("segmentation", model)))
     return net.to(device).eval()

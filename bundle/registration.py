@@ -40,6 +40,7 @@ __all__ = [
     "training_data",
     "test_pairs",
     "TrainStep",
+    "inverse_consistency_loss",
     "EvalStep",
     "build_registration",
     "init_weights",
@@ -348,15 +349,33 @@ def test_pairs(dataset: str, data_dir=None, seg_model=None, split: str = "test")
 
 
 # --------------------------------------------------------------------------------------------- engine steps
+def inverse_consistency_loss(ddf_ab: torch.Tensor, ddf_ba: torch.Tensor) -> torch.Tensor:
+    """Mean squared inverse-consistency error (pixels²) of two pull-back fields (B, 2, H, W), symmetric.
+
+    ``ddf_ab`` maps the fixed grid to the moving image and ``ddf_ba`` the other way; their compositions
+    ``x -> x + u_ab(x) + u_ba(x + u_ab(x))`` (and the reverse) are the identity for exact inverses, so the loss is
+    the mean of ``|compose(u_ba, u_ab)|²`` and ``|compose(u_ab, u_ba)|²`` (0 for a translation and its opposite).
+    """
+    from .spatial import compose_ddf
+
+    e1 = compose_ddf(ddf_ba, ddf_ab)
+    e2 = compose_ddf(ddf_ab, ddf_ba)
+    return 0.5 * ((e1 ** 2).sum(1).mean() + (e2 ** 2).sum(1).mean())
+
+
 class TrainStep:
     """``iteration_update`` for MONAI ``SupervisedTrainer``: one optimisation step of the registration loss.
 
     Returns the weighted loss terms, ``"loss"``, and ``"folds"`` (mean number of pixels with det J <= 0 of the
     work-size field), so StatsHandler/TensorBoard log folding at every iteration.
+
+    ``lambda_ic > 0`` adds the inverse-consistency term ``λ_ic · ic``: the pair is also registered the other
+    way (fixed to moving) and ``ic`` (:func:`inverse_consistency_loss`) penalises how far the two fields are
+    from being each other's inverse; it is logged as ``"ic"``.
     """
 
-    def __init__(self, settings: RegSettings, loss: torch.nn.Module):
-        self.settings, self.loss = settings, loss
+    def __init__(self, settings: RegSettings, loss: torch.nn.Module, lambda_ic: float = 0.0):
+        self.settings, self.loss, self.lambda_ic = settings, loss, float(lambda_ic)
 
     def __call__(self, engine, batch) -> dict:
         dev = engine.state.device
@@ -371,6 +390,11 @@ class TrainStep:
             warped_mask = warp(b["moving_mask"], u, mode="bilinear", padding_mode="zeros")
             reg = out["velocity"] if out["velocity"] is not None else out["residual"]
             terms = self.loss(out["fixed_in"], warped, b["fixed_mask"], warped_mask, reg)
+            if self.lambda_ic > 0:
+                back = predict_field(engine.network, self.settings, b["fixed"], b["moving"], b["fixed_attn"],
+                                     b["moving_attn"])
+                terms["ic"] = self.lambda_ic * inverse_consistency_loss(u, back["ddf_work"])
+                terms["loss"] = terms["loss"] + terms["ic"]
         if engine.amp and engine.scaler is not None:
             engine.scaler.scale(terms["loss"]).backward()
             engine.scaler.step(engine.optimizer)

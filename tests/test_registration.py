@@ -206,3 +206,59 @@ def test_equalized_registration_input_ignores_contrast_changes():
         b = predict_field(net, s, m ** 0.5, f ** 0.5, ones, ones)["ddf"]
         assert torch.allclose(a, b, atol=1e-6) == same, mode
     assert RegSettings.from_dict({"work_size": 64}).intensity == "unit"  # models saved before the option
+
+
+def test_inverse_consistency_loss_is_zero_for_opposite_translations_and_exact_otherwise():
+    from bundle.registration import inverse_consistency_loss
+
+    t = torch.zeros(2, 2, 32, 32)
+    t[:, 0], t[:, 1] = 3.0, -1.5
+    assert float(inverse_consistency_loss(t, -t)) == pytest.approx(0.0, abs=1e-10)
+    # the same translation both ways composes to twice the shift: |2t|² = 4 (3² + 1.5²) = 45
+    assert float(inverse_consistency_loss(t, t)) == pytest.approx(45.0, rel=1e-6)
+    # a field and the identity: the error is the field itself
+    assert float(inverse_consistency_loss(t, torch.zeros_like(t))) == pytest.approx(3.0 ** 2 + 1.5 ** 2, rel=1e-6)
+
+
+def test_inverse_consistency_loss_gradients_find_the_inverse_of_a_smooth_field():
+    """Optimising u_ba alone on the loss against a fixed smooth (non-translation) u_ab finds its inverse."""
+    from bundle.registration import inverse_consistency_loss
+
+    n = 32
+    g = identity_grid((n, n))[0]
+    u_ab = torch.stack([2.0 * torch.sin(g[1] * 2 * np.pi / n), 1.5 * torch.cos(g[0] * 2 * np.pi / n)])[None]
+    u_ba = torch.zeros_like(u_ab, requires_grad=True)
+    opt = torch.optim.Adam([u_ba], lr=0.1)
+    start = float(inverse_consistency_loss(u_ab, u_ba))
+    for _ in range(300):
+        opt.zero_grad()
+        loss = inverse_consistency_loss(u_ab, u_ba)
+        loss.backward()
+        opt.step()
+    assert float(inverse_consistency_loss(u_ab, u_ba.detach())) < 0.02 * start
+    # the inverse of x -> x + u is not x -> x - u for a non-constant u; the optimum lies elsewhere
+    assert float(inverse_consistency_loss(u_ab, -u_ab)) > 5 * float(inverse_consistency_loss(u_ab, u_ba.detach()))
+
+
+def test_train_step_adds_the_weighted_inverse_consistency_of_both_directions():
+    import copy
+
+    from bundle.registration import inverse_consistency_loss
+
+    torch.manual_seed(0)
+    st = RegSettings(work_size=64, attention=True, affine=True, integrate=True)
+    net = MultiScaleRegNet()
+    for h in net.heads:  # a field large enough to be measurably inconsistent
+        torch.nn.init.normal_(h.weight, std=0.3)
+    b = _pair_batch()
+    before = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        ab = predict_field(before, st, b["moving"], b["fixed"], b["moving_attn"], b["fixed_attn"])["ddf_work"]
+        ba = predict_field(before, st, b["fixed"], b["moving"], b["fixed_attn"], b["moving_attn"])["ddf_work"]
+        expected = 0.25 * float(inverse_consistency_loss(ab, ba))
+    eng = types.SimpleNamespace(state=types.SimpleNamespace(device=torch.device("cpu")), network=net,
+                                optimizer=torch.optim.Adam(net.parameters(), 1e-3), amp=False, scaler=None)
+    with_ic = TrainStep(st, RegistrationLoss(encoder=None), lambda_ic=0.25)(eng, b)
+    assert expected > 1e-3 and float(with_ic["ic"]) == pytest.approx(expected, rel=1e-4)
+    plain = TrainStep(st, RegistrationLoss(encoder=None))(eng, b)
+    assert "ic" not in plain

@@ -63,6 +63,13 @@ class MultiScaleRegNet(nn.Module):
         dfsa_hidden: width of the DFSA convolutions.
         convs_per_level: 3x3 convolutions per encoder/decoder level (1 = VoxelMorph-like, fastest).
         norm: instance normalisation after each convolution.
+        integrate_scales: ``0`` (default) = the paper's additive fusion of displacements. ``n > 0`` = every head
+            predicts a stationary velocity at its own scale, integrated there by scaling and squaring in ``n``
+            steps, and the fusion *composes* the fields instead of adding them:
+            ``DF_k^a(x) = d_k(x) + w(x) * up(DF_{k+1}^a)(x + d_k(x))`` with ``d_k = exp(v_k)`` and ``w`` the DFSA
+            weights (1 with ``fusion="add"``): each scale's field is invertible, and so is their composition
+            wherever the DFSA weights keep the coarse field invertible (per-scale integration, as opposed to
+            integrating the fused field, ``RegSettings.integrate``).
 
     Shapes: input (B, 2, H, W) with H, W divisible by 16; output (B, 2, H, W) field.
     ``forward_all`` returns a dict with the per-scale raw fields ``"raw"``, fused fields ``"fused"``
@@ -71,7 +78,7 @@ class MultiScaleRegNet(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 2, channels: Sequence[int] = (16, 32, 32, 64, 64),
                  num_scales: int = 4, fusion: str = "dfsa", dfsa_hidden: int = 8, convs_per_level: int = 1,
-                 norm: bool = False):
+                 norm: bool = False, integrate_scales: int = 0):
         super().__init__()
         if spatial_dims != 2:
             raise ValueError("MultiScaleRegNet is 2D")
@@ -81,7 +88,9 @@ class MultiScaleRegNet(nn.Module):
             raise ValueError(f"fusion must be 'dfsa' or 'add', got {fusion!r}")
         if len(channels) != 5:
             raise ValueError("channels needs 5 widths (scales 1, 1/2, 1/4, 1/8 and the 1/16 bottleneck)")
-        self.num_scales, self.fusion = num_scales, fusion
+        if integrate_scales < 0:
+            raise ValueError(f"integrate_scales must be >= 0, got {integrate_scales}")
+        self.num_scales, self.fusion, self.integrate_scales = num_scales, fusion, int(integrate_scales)
         c = list(channels)
         extra = lambda ch: [_conv(ch, ch, norm=norm) for _ in range(convs_per_level - 1)]  # noqa: E731
         self.enc = nn.ModuleList([nn.Sequential(_conv(in_channels, c[0], norm=norm), *extra(c[0]))])
@@ -119,17 +128,20 @@ class MultiScaleRegNet(nn.Module):
         first = self.num_scales - 1  # coarsest head used
         raw, fused, weights = {}, {}, {}
         field = None
+        from ..spatial import compose_ddf, integrate_velocity
+
         for k in range(first, -1, -1):
             raw[k] = self.heads[k](feats[k])
+            d = integrate_velocity(raw[k], self.integrate_scales) if self.integrate_scales else raw[k]
             if field is None:
-                field = raw[k]
+                field = d
             else:
                 up = self.upsample_field(field, raw[k].shape[2:])
                 if self.dfsa is not None:
                     w = self.dfsa[k].weights(up)
                     weights[k] = w
                     up = up * w
-                field = up + raw[k]
+                field = compose_ddf(up, d) if self.integrate_scales else up + d
             fused[k] = field
         # fields at scale 1/2^k are in pixels of that grid; the finest (k = 0) is the input grid
         return {"ddf": field, "raw": raw, "fused": fused, "weights": weights}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNet
 
-__all__ = ["LungSegNet"]
+__all__ = ["LungSegNet", "SegEnsemble"]
 
 
 class LungSegNet(torch.nn.Module):
@@ -79,3 +79,24 @@ class LungSegNet(torch.nn.Module):
         if tuple(y.shape[2:]) != tuple(size):
             y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
         return y
+
+
+class SegEnsemble(torch.nn.Module):
+    """Average of the lung probabilities of several segmentation networks, returned as logits.
+
+    ``forward`` returns ``log(mean_i softmax(net_i(x)))``, so a softmax (or an argmax) of the output gives the
+    averaged probabilities, and the ensemble drops in wherever a single :class:`LungSegNet` is used. Each member
+    keeps its own intensity normalisation and working size.
+
+    Shapes: input (B, 1, H, W) grey image; output (B, 2, H, W) logits.
+    """
+
+    def __init__(self, members: Sequence[torch.nn.Module]):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("SegEnsemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.softmax(m(x).float(), 1) for m in self.members]).mean(0)
+        return torch.log(p.clamp_min(1e-12))

@@ -47,3 +47,28 @@ def test_shape_encoder_is_frozen_but_differentiable():
     torch.testing.assert_close(enc(m), ae.encode(m))
     enc(m).pow(2).sum().backward()
     assert m.grad.abs().sum() > 0
+
+
+def test_seg_ensemble_averages_the_members_probabilities_and_loads_from_a_plus_name(tmp_path):
+    from bundle.networks import SegEnsemble
+    from bundle.priors import ensemble_members, load_segmentation
+
+    torch.manual_seed(0)
+    a, b = LungSegNet(work_size=32).eval(), LungSegNet(work_size=32, intensity="equalize").eval()
+    x = torch.rand(2, 1, 48, 48)
+    ens = SegEnsemble([a, b]).eval()
+    with torch.no_grad():
+        expected = 0.5 * (torch.softmax(a(x), 1) + torch.softmax(b(x), 1))
+        torch.testing.assert_close(torch.softmax(ens(x), 1), expected, atol=1e-6, rtol=1e-5)
+        assert ens(x).shape == (2, 2, 48, 48)
+    torch.save(a.state_dict(), tmp_path / "a.pt")
+    torch.save(b.state_dict(), tmp_path / "b.pt")
+    name = f"{tmp_path / 'a.pt'}+{tmp_path / 'b.pt'}"
+    assert ensemble_members(name) == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    assert ensemble_members("JSRT") is None
+    loaded = load_segmentation(name, work_size=32)
+    assert isinstance(loaded, SegEnsemble) and [m.intensity for m in loaded.members] == ["zscore", "equalize"]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(loaded(x), 1), expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="non-empty"):
+        ensemble_members("JSRT+")

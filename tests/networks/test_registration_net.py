@@ -49,3 +49,33 @@ def test_starts_near_identity_and_bad_args():
         MultiScaleRegNet(fusion="mean")
     with pytest.raises(ValueError):
         net(torch.rand(1, 2, 40, 40))
+
+
+@pytest.mark.parametrize("fusion", ["add", "dfsa"])
+def test_per_scale_integration_keeps_a_hard_random_field_unfolded(fusion):
+    """Large random heads: adding the scales' displacements folds hundreds of pixels; integrating each scale
+    and composing them folds none (and the field is as large)."""
+    from bundle.metrics import folding
+
+    def field(integrate_scales):
+        torch.manual_seed(0)
+        net = MultiScaleRegNet(fusion=fusion, integrate_scales=integrate_scales)
+        for h in net.heads:
+            torch.nn.init.normal_(h.weight, std=2.0)
+        with torch.no_grad():
+            return net(torch.rand(4, 2, 64, 64))
+
+    added, composed = field(0), field(7)
+    if fusion == "add":
+        assert int(folding(added)[0].sum()) > 100
+    assert int(folding(composed)[0].sum()) == 0
+    assert composed.abs().max() > 2.0
+
+
+def test_per_scale_integration_of_zero_heads_is_the_identity_and_rejects_negative_steps():
+    net = MultiScaleRegNet(integrate_scales=7)
+    for h in net.heads:
+        torch.nn.init.zeros_(h.weight)
+    assert torch.equal(net(torch.rand(2, 2, 32, 32)), torch.zeros(2, 2, 32, 32))
+    with pytest.raises(ValueError, match="integrate_scales"):
+        MultiScaleRegNet(integrate_scales=-1)
