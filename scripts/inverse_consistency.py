@@ -1,6 +1,11 @@
 """Inverse-consistency error of the shipped registration models (docs/registration.md, issue "beyond the paper").
 
-    python scripts/inverse_consistency.py [--models JSRT MONT SHEN universal] [--max-pairs 1000]
+    python scripts/inverse_consistency.py [--models JSRT MONT SHEN universal LABEL=PATH ...] [--seg-model universal]
+                                          [--datasets JSRT MONT SHEN] [--max-pairs 1000]
+
+``LABEL=PATH`` measures a registration model file under the name LABEL, with ``--seg-model`` as attention (default
+universal) on ``--datasets`` (default all three). Rows are merged into the existing results (same model and test
+set replaced).
 
 For each model (with its own segmentation model as attention) on its own dataset's test split (the universal
 model on all three), every unordered pair {A, B} (or a seeded sample of ``--max-pairs``) is registered both
@@ -28,9 +33,9 @@ from bundle.registration import OursMethod  # noqa: E402
 
 
 @torch.no_grad()
-def measure(model: str, dataset: str, max_pairs: int | None, batch: int = 32) -> dict:
+def measure(model: str, dataset: str, max_pairs: int | None, batch: int = 32, path=None, seg_model=None) -> dict:
     d = load_split(dataset, "test")
-    ours = OursMethod(model, seg_model=model)
+    ours = OursMethod(path or model, seg_model=seg_model or model)
     ours.setup(d)
     n = len(d)
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
@@ -54,15 +59,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["JSRT", "MONT", "SHEN", "universal"])
     ap.add_argument("--max-pairs", type=int, default=1000)
+    ap.add_argument("--seg-model", default="universal", help="attention for LABEL=PATH models")
+    ap.add_argument("--datasets", nargs="+", default=None, help="test sets (default: a per-dataset model's own, "
+                    "else all three)")
     a = ap.parse_args()
-    rows = []
-    for m in a.models:
-        for ds in (("JSRT", "MONT", "SHEN") if m == "universal" else (m,)):
-            r = measure(m, ds, a.max_pairs)
-            print(r, flush=True)
-            rows.append(r)
     out = REPO / "docs" / "results"
-    (out / "inverse_consistency.json").write_text(json.dumps(rows, indent=1))
+    old = out / "inverse_consistency.json"
+    rows = json.loads(old.read_text()) if old.is_file() else []
+    for m in a.models:
+        label, _, path = m.partition("=")
+        own = label in ("JSRT", "MONT", "SHEN") and not path
+        for ds in a.datasets or ((label,) if own else ("JSRT", "MONT", "SHEN")):
+            r = measure(label, ds, a.max_pairs, path=path or None, seg_model=a.seg_model if path else None)
+            print(r, flush=True)
+            rows = [x for x in rows if (x["model"], x["dataset"]) != (label, ds)] + [r]
+    old.write_text(json.dumps(rows, indent=1))
     lines = ["| model | test set | unordered pairs | IC error, whole grid (px) | p90 | IC error in A's lungs (px) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['dataset']} | {r['pairs']} | {r['ic_mean_px']:.2f} | {r['ic_p90_px']:.2f} | "

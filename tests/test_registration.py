@@ -100,11 +100,12 @@ def _pair_batch(n=4, size=64):
             "moving_attn": moving, "fixed_attn": fixed}
 
 
-@pytest.mark.parametrize("affine,integrate", [(False, False), (True, True)])
-def test_training_iterations_lower_the_loss(affine, integrate):
+@pytest.mark.parametrize("affine,integrate,integrate_scales", [(False, False, 0), (True, True, 0), (True, False, 7)])
+def test_training_iterations_lower_the_loss(affine, integrate, integrate_scales):
     torch.manual_seed(0)
-    st = RegSettings(work_size=64, attention=True, affine=affine, integrate=integrate)
-    net = MultiScaleRegNet()
+    st = RegSettings(work_size=64, attention=True, affine=affine, integrate=integrate,
+                     net={"integrate_scales": integrate_scales})
+    net = MultiScaleRegNet(**st.net)
     loss = RegistrationLoss(encoder=None)
     eng = types.SimpleNamespace(state=types.SimpleNamespace(device=torch.device("cpu")), network=net,
                                 optimizer=torch.optim.Adam(net.parameters(), 1e-3), amp=False, scaler=None)
