@@ -4,8 +4,8 @@
 
 Rows per dataset DS: DS's own model, universal, DS+universal, the four shipped models together, and the three
 that are not DS's own. Masks are thresholded at 0.5 and cleaned (two largest components, holes filled) as the
-registration's attention is (`bundle.priors.evaluate_segmentation`); DSC, HD and ASSD (pixels) at 256 x 256 against the true masks. Writes
-docs/results/seg_ensembles.md and .json.
+registration's attention is (`bundle.priors.evaluate_segmentation`); DSC, HD and ASSD (pixels) at 256 x 256
+against the true masks. Writes docs/results/seg_ensembles.md and .json.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bundle.data import load_split  # noqa: E402
 from bundle.networks import SegEnsemble  # noqa: E402
 from bundle.priors import evaluate_segmentation, load_segmentation  # noqa: E402
 
@@ -30,12 +29,12 @@ def main():
     nets = {m: load_segmentation(m) for m in NAMES}
     rows = []
     for ds in ("JSRT", "MONT", "SHEN"):
-        d = load_split(ds, "test")
         combos = [(ds,), ("universal",), (ds, "universal"), NAMES, tuple(n for n in NAMES if n != ds)]
         for combo in combos:
             net = nets[combo[0]] if len(combo) == 1 else SegEnsemble([nets[c] for c in combo]).eval()
-            sc = evaluate_segmentation(net, ds)["clean"]
-            r = {"dataset": ds, "models": "+".join(combo), "images": len(d.ids),
+            res = evaluate_segmentation(net, ds)
+            sc = res["clean"]
+            r = {"dataset": ds, "models": "+".join(combo), "images": len(res["ids"]),
                  "dsc": float(np.mean(sc["dsc"])), "hd": float(np.mean(sc["hd"])), "assd": float(np.mean(sc["assd"]))}
             print(r, flush=True)
             rows.append(r)
