@@ -11,6 +11,15 @@ from . import __version__
 __all__ = ["main"]
 
 
+def _on_off(v: str | None) -> bool | None:
+    """``--fix-folds on|off`` -> True/False; not given -> None (the registration model's own setting)."""
+    return None if v is None else v == "on"
+
+
+FIX_FOLDS_HELP = ("ours: remove the output field's folds by local smoothing (bundle.spatial.remove_folds): "
+                  "on | off (default: the registration model's setting; on for the shipped models)")
+
+
 def _cmd_evaluate(a) -> int:
     from .evaluate import evaluate, table_row
 
@@ -24,7 +33,7 @@ def _cmd_evaluate(a) -> int:
         from .registration import OursMethod
 
         method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
-                               refine_size=a.refine_size)
+                               refine_size=a.refine_size, fix_folds=_on_off(a.fix_folds))
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
                  seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard,
                  overwrite=a.overwrite)
@@ -94,7 +103,8 @@ def _cmd_register(a) -> int:
     # shards share the output folder: each pair folder is still refused if it exists (unless --overwrite)
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
-                            seg_model=a.seg_model, strict=a.debug, check_out=shard_n == 1)
+                            seg_model=a.seg_model, strict=a.debug, check_out=shard_n == 1,
+                            fix_folds=_on_off(a.fix_folds))
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
@@ -145,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "A+B averages two models, e.g. JSRT+universal; truth = the true masks (oracle)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
+    e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
     e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
     e.add_argument("--split", default="test")
@@ -170,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
+    g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     g.add_argument("--quiet", action="store_true")

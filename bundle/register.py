@@ -61,10 +61,11 @@ class Registrar:
         device: ``cpu`` or ``cuda``.
         size: working grid of the masks and of the field output (256).
         refine_steps: test-time refinement steps (0 = off).
+        fix_folds: remove the field's folds (:func:`bundle.spatial.remove_folds`); None = the model's setting.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, seg_model=None, device: str = "cpu", size: int = 256,
-                 refine_steps: int = 0):
+                 refine_steps: int = 0, fix_folds: bool | None = None):
         from .priors import load_segmentation
         from .registration import load_registration
 
@@ -72,23 +73,23 @@ class Registrar:
         from .priors import shipped_name
 
         seg_model = seg_model or shipped_name(model) or DEFAULT_MODEL
-        self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps)
+        self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds)
 
-    def _setup(self, net, settings, seg, device, size, refine_steps) -> None:
+    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None) -> None:
         from .registration import RegSettings
 
         self.net = net.to(device).eval()
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()
-        self.device, self.size, self.refine_steps = device, size, refine_steps
+        self.device, self.size, self.refine_steps, self.fix_folds = device, size, refine_steps, fix_folds
 
     @classmethod
     def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",
-                      size: int = 256, refine_steps: int = 0) -> "Registrar":
+                      size: int = 256, refine_steps: int = 0, fix_folds: bool | None = None) -> "Registrar":
         """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
         ``settings`` is a :class:`bundle.registration.RegSettings` or its dict."""
         self = cls.__new__(cls)
-        self._setup(net, settings, seg, device, size, refine_steps)
+        self._setup(net, settings, seg, device, size, refine_steps, fix_folds)
         return self
 
     @torch.no_grad()
@@ -115,7 +116,7 @@ class Registrar:
             moving_lung if moving_lung is not None else self.lung_mask(m_sq))
         dev = self.device
         out = predict_field(self.net, self.settings, m_sq.to(dev), f_sq.to(dev), ma.to(dev), fa.to(dev),
-                            refine_steps=self.refine_steps)
+                            refine_steps=self.refine_steps, fix_folds=self.fix_folds)
         u = out["ddf"].cpu()  # (1, 2, S, S) on the fixed square grid
         # fixed pixel p -> square-grid position q -> moving square position q + u(q) -> moving pixel
         h, w = fixed.shape
@@ -138,6 +139,8 @@ class Registrar:
         res["warped_mask"] = (self._sample(mm.astype(np.float32), pm, "bilinear", "zeros") > 0.5).astype(np.uint8)
         res["fixed_mask"] = fixed_mask if fixed_mask is not None else self._unsquare(fa, f_pad, f_side, fixed.shape)
         res["masks_given"] = fixed_mask is not None and moving_mask is not None
+        if "folds_fixed" in out:  # folded pixels of the 256 x 256 field that remove_folds smoothed away
+            res["folds_removed"] = int(out["folds_fixed"][0])
         return res
 
     @staticmethod
@@ -193,6 +196,8 @@ def metrics_of(res: dict) -> dict:
     ddf = torch.from_numpy(res["ddf"])[None]
     out = {"jac": int((torch.from_numpy(res["jacobian"]) <= 0).sum()),
            "jac_pct": float(100 * (torch.from_numpy(res["jacobian"]) <= 0).float().mean())}
+    if "folds_removed" in res:
+        out["folds_removed"] = res["folds_removed"]
     if res["masks_given"]:
         m = pair_metrics(torch.from_numpy(res["warped_mask"])[None, None].float(),
                          torch.from_numpy(np.asarray(res["fixed_mask"]))[None, None].float(), ddf)
@@ -264,7 +269,8 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 
 def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu", overwrite=False, progress=True,
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
-                   strict: bool = False, registrar: Registrar | None = None, check_out: bool = True) -> list[dict]:
+                   strict: bool = False, registrar: Registrar | None = None, check_out: bool = True,
+                   fix_folds: bool | None = None) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
@@ -276,7 +282,8 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
     from tqdm import tqdm
 
     check_writable(out_dir, overwrite or not check_out)
-    reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps)
+    reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps,
+                                 fix_folds=fix_folds)
     cache: dict = {}
 
     def image(path):
@@ -314,7 +321,8 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
 
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
                      model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False, refine_steps=0,
-                     exit_on_error: bool = False, registrar: Registrar | None = None) -> list[dict]:
+                     exit_on_error: bool = False, registrar: Registrar | None = None,
+                     fix_folds: bool | None = None) -> list[dict]:
     """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV).
 
     With ``exit_on_error`` (the config's default unless ``--debug True``) a user error ends the process with
@@ -323,7 +331,7 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     """
     try:
         status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
-                                   device, overwrite, refine_steps, registrar)
+                                   device, overwrite, refine_steps, registrar, fix_folds)
     except (InputError, OSError) as e:
         if not exit_on_error:
             raise
@@ -335,7 +343,7 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
 
 
 def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                      overwrite, refine_steps, registrar=None) -> list[dict]:
+                      overwrite, refine_steps, registrar=None, fix_folds=None) -> list[dict]:
     from .cli import read_pairs_csv
 
     if pairs_csv:
@@ -346,7 +354,8 @@ def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_
     else:
         raise InputError("give --moving and --fixed, or --pairs_csv")
     status = register_files(pairs, output_dir, model=model, device=device, overwrite=overwrite, single=single,
-                            progress=not single, refine_steps=refine_steps, seg_model=seg_model, registrar=registrar)
+                            progress=not single, refine_steps=refine_steps, seg_model=seg_model, registrar=registrar,
+                            fix_folds=fix_folds)
     for s in status:
         if s["ok"]:
             print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")

@@ -28,7 +28,8 @@ from .data import load_split, random_pairs, sample_pairs, train_val_ids
 from .metrics import folding
 from .networks.registration import MultiScaleRegNet
 from .transforms import normalize_intensity
-from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, resize_mask, warp
+from .spatial import (identity_grid, integrate_velocity, jacobian_determinant, remove_folds, resize_ddf, resize_image,
+                      resize_mask, warp)
 
 __all__ = [
     "RegSettings",
@@ -65,6 +66,7 @@ class RegSettings:
     attention_margin: float = 0.0  # soft widening of the attention masks, in pixels of a 256 x 256 image
     integrate_at_output: bool = False  # with integrate: up-sample the velocity and integrate on the output grid
     intensity: str = "unit"  # image normalisation before the network: unit / zscore / equalize (transforms)
+    fix_folds: bool = False  # locally smooth the output field where det J <= 0 (bundle.spatial.remove_folds)
     net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
 
     @classmethod
@@ -142,13 +144,17 @@ def _to_size(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Tensor, fixed: torch.Tensor,
                   moving_attn: torch.Tensor | None = None, fixed_attn: torch.Tensor | None = None,
-                  out_size: tuple[int, int] | None = None, refine_steps: int = 0, refine_size: int = 128) -> dict:
+                  out_size: tuple[int, int] | None = None, refine_steps: int = 0, refine_size: int = 128,
+                  fix_folds: bool | None = None) -> dict:
     """Field from ``moving`` to ``fixed`` (pull-back), images (B, 1, H, W) in [0, 1].
 
     Returns ``{"ddf": (B, 2, *out_size), "ddf_work": total field at work size, "residual": network field at
     work size, "velocity": the integrated velocity (or None), "moving_in", "fixed_in": network inputs}``.
     ``out_size`` defaults to the input size. ``refine_steps > 0`` runs test-time refinement
     (:func:`bundle.refine.refine_residual`) of the network output at ``refine_size`` using the attention masks.
+    ``fix_folds`` (default: ``settings.fix_folds``) removes the output field's folds by local smoothing
+    (:func:`bundle.spatial.remove_folds`, on the ``out_size`` grid; the result also holds ``"folds_fixed"``, the
+    folded pixels before, and ``"folds_left"``, after, per pair).
     """
     s = settings.work_size
     out_size = tuple(out_size or moving.shape[2:])
@@ -202,8 +208,13 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
         ddf = total(integrate_velocity(resize_ddf(velocity, out_size), settings.int_steps))
     else:
         ddf = total(resize_ddf(residual, out_size))
-    return {"ddf": ddf, "ddf_work": ddf_work, "residual": residual, "velocity": velocity, "moving_in": m,
-            "fixed_in": f}
+    res = {"ddf": ddf, "ddf_work": ddf_work, "residual": residual, "velocity": velocity, "moving_in": m,
+           "fixed_in": f}
+    if settings.fix_folds if fix_folds is None else fix_folds:
+        before = (jacobian_determinant(ddf) <= 0).flatten(1).sum(1)
+        res["ddf"], res["folds_left"] = remove_folds(ddf)
+        res["folds_fixed"] = before
+    return res
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -489,9 +500,9 @@ class OursMethod:
     batch_size = 32
 
     def __init__(self, model: str | os.PathLike = "JSRT", seg_model: str | os.PathLike | None = None,
-                 device: str = "cpu", refine_steps: int = 0, refine_size: int = 128):
+                 device: str = "cpu", refine_steps: int = 0, refine_size: int = 128, fix_folds: bool | None = None):
         self.net, self.settings = load_registration(model, device)
-        self.refine_steps, self.refine_size = refine_steps, refine_size
+        self.refine_steps, self.refine_size, self.fix_folds = refine_steps, refine_size, fix_folds
         from .priors import shipped_name
 
         self.seg_model = seg_model or shipped_name(model)
@@ -510,5 +521,5 @@ class OursMethod:
         fa = self.attn[fixed_index].to(dev) if self.attn is not None else None
         ma = self.attn[moving_index].to(dev) if self.attn is not None else None
         out = predict_field(self.net, self.settings, moving.to(dev), fixed.to(dev), ma, fa,
-                            refine_steps=self.refine_steps, refine_size=self.refine_size)
+                            refine_steps=self.refine_steps, refine_size=self.refine_size, fix_folds=self.fix_folds)
         return out["ddf"].cpu()

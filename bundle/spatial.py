@@ -30,6 +30,7 @@ __all__ = [
     "compose_ddf",
     "affine_ddf",
     "integrate_velocity",
+    "remove_folds",
 ]
 
 _WARPS: dict = {}
@@ -149,3 +150,35 @@ def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
     d0u0, d1u0 = torch.gradient(ddf[:, 0].float(), dim=(1, 2))
     d0u1, d1u1 = torch.gradient(ddf[:, 1].float(), dim=(1, 2))
     return (1 + d0u0) * (1 + d1u1) - d1u0 * d0u1
+
+
+def remove_folds(ddf: torch.Tensor, max_iters: int = 200, radius: int = 2, min_det: float = 0.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Locally smooth a (B, 2, H, W) field where it folds, until no pixel has ``det J <= min_det``.
+
+    Every iteration finds the pixels with :func:`jacobian_determinant` ``<= min_det``, grows them by ``radius``
+    pixels (a square neighbourhood) and replaces the field there by its 3x3 mean (replicate padding); the field
+    elsewhere is left exactly as it was. Fields without folds are returned unchanged (same values), and only
+    the batch items that fold are processed. Returns ``(field, remaining)``: the corrected field and, per item,
+    the number of pixels still at ``det J <= min_det`` after ``max_iters`` iterations (0 when it converged).
+    """
+    if ddf.ndim != 4 or ddf.shape[1] != 2:
+        raise ValueError(f"expected a (B, 2, H, W) field, got {tuple(ddf.shape)}")
+    out = ddf.clone()
+    bad = jacobian_determinant(out) <= min_det  # B,H,W
+    todo = bad.flatten(1).any(1).nonzero().flatten()
+    remaining = torch.zeros(ddf.shape[0], dtype=torch.long, device=ddf.device)
+    if todo.numel() == 0:
+        return out, remaining
+    sub, sub_bad = out[todo], bad[todo]
+    k = 2 * radius + 1
+    for _ in range(max_iters):
+        region = F.max_pool2d(sub_bad[:, None].float(), k, stride=1, padding=radius) > 0  # B',1,H,W
+        smooth = F.avg_pool2d(F.pad(sub, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        sub = torch.where(region, smooth, sub)
+        sub_bad = jacobian_determinant(sub) <= min_det
+        if not sub_bad.any():
+            break
+    out[todo] = sub.to(out.dtype)
+    remaining[todo] = sub_bad.flatten(1).sum(1)
+    return out, remaining

@@ -112,3 +112,17 @@ def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models
                                                      output_parameters_from_image=mov2d))
     inner = (slice(4, -4), slice(4, -4))
     assert np.abs(res[inner] - warped[inner]).mean() < 1.0
+
+
+def test_fix_folds_flag_reports_the_removed_folds(tmp_path, models):
+    d = _pair(tmp_path, (64, 64))
+    args = [str(d / "moving.png"), str(d / "fixed.png"), "--moving-mask", str(d / "moving_mask.png"),
+            "--fixed-mask", str(d / "fixed_mask.png")]
+    assert _run(tmp_path, models, *args, "--out", str(tmp_path / "off"), "--fix-folds", "off") == 0
+    assert _run(tmp_path, models, *args, "--out", str(tmp_path / "on"), "--fix-folds", "on") == 0
+    off = json.loads((tmp_path / "off" / "metrics.json").read_text())
+    on = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    assert "folds_removed" not in off  # not run: the key is absent, not 0
+    assert on["folds_removed"] == off["jac"] and on["jac"] == 0
+    with pytest.raises(SystemExit):
+        main(["register", *args, "--out", str(tmp_path / "x"), "--fix-folds", "maybe"])

@@ -263,3 +263,35 @@ def test_train_step_adds_the_weighted_inverse_consistency_of_both_directions():
     assert expected > 1e-3 and float(with_ic["ic"]) == pytest.approx(expected, rel=1e-4)
     plain = TrainStep(st, RegistrationLoss(encoder=None))(eng, b)
     assert "ic" not in plain
+
+
+def test_fix_folds_setting_removes_a_networks_folds_and_the_call_can_override_it():
+    from bundle.spatial import jacobian_determinant
+
+    class Bump(torch.nn.Module):  # a fixed displacement at the work size that folds ~40 pixels at 256 x 256
+        def forward(self, x):
+            n = x.shape[-1]
+            g = identity_grid((n, n)).reshape(2, n, n) - n // 2
+            u = torch.zeros(1, 2, n, n)
+            u[0, 0] = 3.0 * torch.exp(-(g ** 2).sum(0) / (2 * 1.0 ** 2))
+            return u
+
+    img = torch.rand(1, 1, 256, 256)
+    base = dict(work_size=64, attention=False, affine=False, integrate=False)
+    off = predict_field(Bump(), RegSettings(**base), img, img)
+    assert "folds_fixed" not in off
+    n_folds = int((jacobian_determinant(off["ddf"]) <= 0).sum())
+    assert n_folds > 20
+    on = predict_field(Bump(), RegSettings(**base, fix_folds=True), img, img)
+    assert int((jacobian_determinant(on["ddf"]) <= 0).sum()) == 0
+    assert on["folds_fixed"].tolist() == [n_folds] and on["folds_left"].tolist() == [0]
+    assert torch.equal(on["ddf_work"], off["ddf_work"])  # only the output field is post-processed
+    forced_off = predict_field(Bump(), RegSettings(**base, fix_folds=True), img, img, fix_folds=False)
+    assert torch.equal(forced_off["ddf"], off["ddf"])
+
+
+def test_shipped_models_remove_folds_by_default():
+    from bundle.registration import load_registration
+
+    for name in ("JSRT", "MONT", "SHEN", "universal"):
+        assert load_registration(name)[1].fix_folds, name
