@@ -242,7 +242,7 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
 
 def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
                      fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
-                     refine_steps: int = 0, debug: bool = False) -> list[dict]:
+                     refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None) -> list[dict]:
     """What an exported registration bundle's ``inference`` runs: ``cxreg register``'s outputs for one pair
     (``--moving M --fixed F``) or a pairs CSV (``--pairs_csv``), with the bundle's own weights
     (``models/model.pt``, ``models/segmentation.pt``) after their SHA-256 check. Errors: one line on stderr
@@ -258,7 +258,7 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
         registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
-                                                    refine_steps=refine_steps)
+                                                    refine_steps=refine_steps, fix_folds=fix_folds)
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                         overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
@@ -436,11 +436,12 @@ def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
             "output_dir": "$os.path.join(@bundle_root, 'eval')",
             "overwrite": False,
             "refine_steps": 0,
+            "fix_folds": None,
             "debug": False,
             "run": [f"$scripts.{PACKAGE}.export.run_registration(@bundle_root, @network_def, @seg_network_def, "
                     "@settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, fixed_mask=@fixed_mask, "
                     "pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, overwrite=@overwrite, "
-                    "refine_steps=@refine_steps, debug=@debug)"],
+                    "refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug)"],
             "inference": "%run",
         }
         tr = _rewrite(_repo_cfg(kind, "train.json"))

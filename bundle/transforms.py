@@ -21,6 +21,20 @@ __all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "lis
 INTENSITY_MODES = ("unit", "zscore", "equalize")
 
 
+def _equalize_8bit(flat: torch.Tensor) -> torch.Tensor | None:
+    """:func:`equalize_histogram` by counting, for (B, C, N) values that are all exactly ``k / 255`` (8-bit
+    images as loaded): the same numbers as sorting, ~10x faster on a 256 x 256 image. None for other values."""
+    k = (flat * 255).round_()
+    if not torch.equal(k / 255, flat) or k.min() < 0 or k.max() > 255:
+        return None
+    idx = k.long()
+    b, c, n = idx.shape
+    offset = (torch.arange(b * c, device=idx.device) * 256).view(b, c, 1)
+    counts = torch.bincount((idx + offset).flatten(), minlength=b * c * 256).view(b, c, 256)
+    below = counts.cumsum(2) - counts  # pixels strictly darker than each grey level
+    return below.gather(2, idx).float() / n
+
+
 def equalize_histogram(images: torch.Tensor) -> torch.Tensor:
     """Per-image histogram equalisation: each pixel becomes the fraction of its image's pixels that are darker.
 
@@ -30,6 +44,9 @@ def equalize_histogram(images: torch.Tensor) -> torch.Tensor:
     """
     x = images.float()
     flat = x.flatten(2)
+    fast = _equalize_8bit(flat)
+    if fast is not None:
+        return fast.view_as(x)
     srt = flat.sort(dim=2).values.contiguous()
     below = torch.searchsorted(srt, flat.contiguous(), right=False)
     return (below.float() / flat.shape[2]).view_as(x)

@@ -1,6 +1,6 @@
 """Segmentation DSC / HD of single models and ensembles (averaged lung probabilities) on each test split.
 
-    python scripts/seg_ensembles.py            (~30 s on 2 CPU cores)
+    python scripts/seg_ensembles.py [--universal2 PATH]     (~30 s on 2 CPU cores)
 
 Rows per dataset DS: DS's own model, universal, DS+universal, the four shipped models together, and the three
 that are not DS's own. Masks are thresholded at 0.5 and cleaned (two largest components, holes filled) as the
@@ -25,11 +25,21 @@ from bundle.priors import evaluate_segmentation, load_segmentation  # noqa: E402
 NAMES = ("JSRT", "MONT", "SHEN", "universal")
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description="segmentation ensembles on the test splits")
+    ap.add_argument("--universal2", default=None, help="a second universal segmentation model (other seed): adds "
+                    "the rows universal2, universal+universal2 and DS+universal+universal2")
+    a = ap.parse_args(argv)
     nets = {m: load_segmentation(m) for m in NAMES}
+    if a.universal2:
+        nets["universal2"] = load_segmentation(a.universal2)
     rows = []
     for ds in ("JSRT", "MONT", "SHEN"):
         combos = [(ds,), ("universal",), (ds, "universal"), NAMES, tuple(n for n in NAMES if n != ds)]
+        if a.universal2:
+            combos += [("universal2",), ("universal", "universal2"), (ds, "universal", "universal2")]
         for combo in combos:
             net = nets[combo[0]] if len(combo) == 1 else SegEnsemble([nets[c] for c in combo]).eval()
             res = evaluate_segmentation(net, ds)

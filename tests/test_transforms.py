@@ -106,3 +106,22 @@ def test_segmentation_net_keeps_its_intensity_mode_in_the_weights():
     assert c.intensity == "zscore"
     # an equalising network gives the same masks for a contrast-changed image (gamma 0.5)
     assert torch.allclose(a(x), a(x ** 0.5), atol=1e-5)
+
+
+def test_equalize_counting_path_matches_sorting_exactly_and_other_values_fall_back():
+    from bundle.transforms import _equalize_8bit, equalize_histogram
+
+    def by_sorting(images):
+        flat = images.float().flatten(2)
+        srt = flat.sort(dim=2).values.contiguous()
+        return (torch.searchsorted(srt, flat.contiguous()).float() / flat.shape[2]).view_as(images)
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (3, 1, 40, 48), generator=g).float() / 255  # 8-bit images as loaded
+    grey[1] = grey[1].clamp(0.2, 0.6)  # clipped ranges: many ties
+    assert _equalize_8bit(grey.flatten(2)) is not None
+    assert torch.equal(equalize_histogram(grey), by_sorting(grey))
+    sixteen = torch.randint(0, 65536, (2, 1, 40, 48), generator=g).float() / 65535
+    assert _equalize_8bit(sixteen.flatten(2)) is None  # not k / 255: the sorting path
+    assert torch.equal(equalize_histogram(sixteen), by_sorting(sixteen))
+    assert _equalize_8bit((grey * 2).flatten(2)) is None  # k / 255 above 1

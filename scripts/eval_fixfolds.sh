@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Table 1 rows with fix_folds on (bundle.spatial.remove_folds: the output field smoothed locally where det J <= 0;
+# on in the shipped models since 0.5.0), to compare with the same rows measured before (fix_folds off, the raw
+# network field): the universal model with the universal segmentation, with the DS+universal ensemble, with a
+# second universal segmentation model (universal+U2, dataset-free) and with the ensemble + 20 refinement steps;
+# each dataset's own model alone and with the ensemble. All ordered test pairs at 256 x 256 (SHEN's refinement
+# row: a seeded 2000-pair sample).
+#   bash scripts/eval_fixfolds.sh [DATASETS...]     (default JSRT MONT SHEN; ~25 min on 2 CPU cores)
+#   U2=path/to/second_universal_segmentation.pt      (default models/segmentation_universal2.pt)
+# Writes docs/results/registration/<DS>_<row>_ff/ (pairs.csv, summary.json, table.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+U2=${U2:-models/segmentation_universal2.pt}
+ROWS=${ROWS:-"universal universal_ens universal_u2 shipped shipped_ens universal_ens_refine20"}
+R=docs/results/registration
+row() {  # name dataset args...
+  local name=$1 ds=$2; shift 2
+  cxreg evaluate --method ours --dataset "$ds" --quiet --overwrite --fix-folds on --out "$R/${ds}_${name}_ff" "$@" \
+    | sed -n 2p | sed "s/^/$ds ${name}_ff: /"
+}
+for DS in ${*:-JSRT MONT SHEN}; do
+  SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
+  for ROW in $ROWS; do
+    case $ROW in
+      universal) row universal "$DS" --model universal --seg-model universal ;;
+      universal_ens) row universal_ens "$DS" --model universal --seg-model "$DS+universal" ;;
+      universal_u2) row universal_u2 "$DS" --model universal --seg-model "universal+$U2" ;;
+      shipped) row shipped "$DS" --model "$DS" --seg-model "$DS" ;;
+      shipped_ens) row shipped_ens "$DS" --model "$DS" --seg-model "$DS+universal" ;;
+      universal_ens_refine20) row universal_ens_refine20 "$DS" --model universal --seg-model "$DS+universal" \
+                                --refine 20 "${SAMPLE[@]}" ;;
+    esac
+  done
+done
