@@ -6,12 +6,13 @@
 # each dataset's own model alone and with the ensemble. All ordered test pairs at 256 x 256 (SHEN's refinement
 # row: a seeded 2000-pair sample).
 #   bash scripts/eval_fixfolds.sh [DATASETS...]     (default JSRT MONT SHEN; ~25 min on 2 CPU cores)
-#   U2=path/to/second_universal_segmentation.pt      (default models/segmentation_universal2.pt)
+#   U2=runs/segmentation_universal_s1/best.pt ROWS=universal_u2 bash scripts/eval_fixfolds.sh
+#       (the universal_u2 row needs a second universal segmentation model, docs/registration.md; not shipped)
 # Writes docs/results/registration/<DS>_<row>_ff/ (pairs.csv, summary.json, table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-U2=${U2:-models/segmentation_universal2.pt}
-ROWS=${ROWS:-"universal universal_ens universal_u2 shipped shipped_ens universal_ens_refine20"}
+U2=${U2:-}
+ROWS=${ROWS:-"universal universal_ens shipped shipped_ens universal_ens_refine20"}
 R=docs/results/registration
 row() {  # name dataset args...
   local name=$1 ds=$2; shift 2
@@ -24,7 +25,8 @@ for DS in ${*:-JSRT MONT SHEN}; do
     case $ROW in
       universal) row universal "$DS" --model universal --seg-model universal ;;
       universal_ens) row universal_ens "$DS" --model universal --seg-model "$DS+universal" ;;
-      universal_u2) row universal_u2 "$DS" --model universal --seg-model "universal+$U2" ;;
+      universal_u2) [ -n "$U2" ] || { echo "universal_u2: set U2=PATH (a second universal segmentation model)"; exit 2; }
+                    row universal_u2 "$DS" --model universal --seg-model "universal+$U2" ;;
       shipped) row shipped "$DS" --model "$DS" --seg-model "$DS" ;;
       shipped_ens) row shipped_ens "$DS" --model "$DS" --seg-model "$DS+universal" ;;
       universal_ens_refine20) row universal_ens_refine20 "$DS" --model universal --seg-model "$DS+universal" \
