@@ -29,6 +29,8 @@ def _cmd_evaluate(a) -> int:
         from .io import check_writable
 
         check_writable(a.out)
+    if a.fix_folds is not None and a.method != "ours":
+        raise ValueError(f"--fix-folds applies to --method ours, not {a.method}")
     if a.method == "ours":
         from .registration import OursMethod
 

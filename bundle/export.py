@@ -258,7 +258,8 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
         registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
-                                                    refine_steps=refine_steps, fix_folds=fix_folds)
+                                                    refine_steps=refine_steps,
+                                                    fix_folds=reg_mod.fix_folds_arg(fix_folds))
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                         overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
@@ -453,7 +454,8 @@ def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
                    "seg_model": "$os.path.join(@bundle_root, 'models', 'segmentation.pt')",
                    "ae_model": "$os.path.join(@bundle_root, 'models', 'autoencoder.pt')",
                    "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
-                   "integrate": s["integrate"], "channels": n.get("channels", tr["channels"]),
+                   "integrate": s["integrate"], "fix_folds": s.get("fix_folds", False),
+                   "channels": n.get("channels", tr["channels"]),
                    "num_scales": n.get("num_scales", tr["num_scales"]), "fusion": n.get("fusion", tr["fusion"]),
                    "shipped_settings": settings})
         out["train.json"] = tr

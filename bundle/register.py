@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_dicom, is_nifti, load_image, load_mask, save_image, stem
 from .metrics import pair_metrics
-from .spatial import jacobian_determinant, resize_image
+from .spatial import jacobian_determinant, remove_folds, resize_image
 
 # The model users get unless they choose: trained on all three datasets, within 0.005 DSC of each dataset's own
 # model on its test split and far better outside it (docs/generalisation.md).
@@ -133,14 +133,22 @@ class Registrar:
         pad_m = torch.tensor(m_pad, dtype=torch.float32).view(2, 1, 1)
         pm = (q + uq + 0.5) * (m_side / S) - 0.5 - pad_m  # moving pixel coordinates
         ddf = pm - p
+        fix = self.settings.fix_folds if self.fix_folds is None else self.fix_folds
+        removed = int(out["folds_fixed"][0]) if "folds_fixed" in out else 0  # on the S x S working grid
+        if fix:  # resampling to another image grid can tip a few pixels again: repair them on this grid too
+            again = int((jacobian_determinant(ddf[None]) <= 0).sum())
+            if again:
+                ddf = remove_folds(ddf[None])[0][0]
+                pm = p + ddf
+                removed += again
         warped = self._sample(moving.astype(np.float32), pm, "bilinear", "border")
         res = {"ddf": ddf.numpy(), "warped": warped, "jacobian": jacobian_determinant(ddf[None])[0].numpy()}
         mm = moving_mask if moving_mask is not None else self._unsquare(ma, m_pad, m_side, moving.shape)
         res["warped_mask"] = (self._sample(mm.astype(np.float32), pm, "bilinear", "zeros") > 0.5).astype(np.uint8)
         res["fixed_mask"] = fixed_mask if fixed_mask is not None else self._unsquare(fa, f_pad, f_side, fixed.shape)
         res["masks_given"] = fixed_mask is not None and moving_mask is not None
-        if "folds_fixed" in out:  # folded pixels of the 256 x 256 field that remove_folds smoothed away
-            res["folds_removed"] = int(out["folds_fixed"][0])
+        if fix:  # folded pixels that remove_folds smoothed away (working grid, then the fixed image's grid)
+            res["folds_removed"] = removed
         return res
 
     @staticmethod
@@ -284,6 +292,8 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
     check_writable(out_dir, overwrite or not check_out)
     reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps,
                                  fix_folds=fix_folds)
+    if registrar is not None and fix_folds is not None:
+        reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
     cache: dict = {}
 
     def image(path):
@@ -319,6 +329,19 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
     return status
 
 
+def fix_folds_arg(value) -> bool | None:
+    """A bundle's ``--fix_folds`` value: None/"none"/"null" = the model's setting, else true/false (Fire passes
+    lower-case ``true``/``false`` as strings); anything else is an :class:`InputError`."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        return None
+    from .registration import as_bool
+
+    try:
+        return as_bool(value, "--fix_folds")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
                      model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False, refine_steps=0,
                      exit_on_error: bool = False, registrar: Registrar | None = None,
@@ -330,6 +353,7 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
     """
     try:
+        fix_folds = fix_folds_arg(fix_folds)
         status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
                                    device, overwrite, refine_steps, registrar, fix_folds)
     except (InputError, OSError) as e:

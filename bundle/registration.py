@@ -33,6 +33,7 @@ from .spatial import (identity_grid, integrate_velocity, jacobian_determinant, r
 
 __all__ = [
     "RegSettings",
+    "as_bool",
     "moments_affine",
     "affine_points",
     "predict_field",
@@ -54,6 +55,20 @@ __all__ = [
 ]
 
 
+def as_bool(value, name: str = "value") -> bool:
+    """``True``/``False``, 1/0 or the strings true/false, on/off, yes/no, 1/0 (any case) -> bool; else ValueError."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+_TRUE, _FALSE = {"true", "on", "yes", "1"}, {"false", "off", "no", "0"}
+
+
 @dataclass
 class RegSettings:
     """Everything besides the weights that turns a network output into a field (saved with the weights)."""
@@ -68,6 +83,14 @@ class RegSettings:
     intensity: str = "unit"  # image normalisation before the network: unit / zscore / equalize (transforms)
     fix_folds: bool = False  # locally smooth the output field where det J <= 0 (bundle.spatial.remove_folds)
     net: dict = field(default_factory=dict)  # MultiScaleRegNet kwargs
+
+    def __post_init__(self):
+        # `python -m monai.bundle run ... --integrate false` hands over the *string* "false" (Fire keeps lower-case
+        # true/false as text), which would be truthy: accept the usual spellings, refuse anything else
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("bool", bool) and not isinstance(v, bool):
+                setattr(self, f.name, as_bool(v, f.name))
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegSettings":
@@ -395,7 +418,7 @@ class TrainStep:
         engine.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, enabled=bool(engine.amp)):
             out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"],
-                                b["fixed_attn"])
+                                b["fixed_attn"], fix_folds=False)  # training uses ddf_work; no post-processing
             u = out["ddf_work"]
             warped = warp(out["moving_in"], u)
             warped_mask = warp(b["moving_mask"], u, mode="bilinear", padding_mode="zeros")
@@ -403,7 +426,7 @@ class TrainStep:
             terms = self.loss(out["fixed_in"], warped, b["fixed_mask"], warped_mask, reg)
             if self.lambda_ic > 0:
                 back = predict_field(engine.network, self.settings, b["fixed"], b["moving"], b["fixed_attn"],
-                                     b["moving_attn"])
+                                     b["moving_attn"], fix_folds=False)
                 terms["ic"] = self.lambda_ic * inverse_consistency_loss(u, back["ddf_work"])
                 terms["loss"] = terms["loss"] + terms["ic"]
         if engine.amp and engine.scaler is not None:
@@ -433,7 +456,9 @@ class EvalStep:
         dev = engine.state.device
         b = {k: v.to(dev) for k, v in batch.items() if torch.is_tensor(v)}
         engine.network.eval()
-        out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"], b["fixed_attn"])
+        # the raw network field: validation logs how much the network itself folds (fix_folds would hide it)
+        out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"], b["fixed_attn"],
+                            fix_folds=False)
         w = warp(b["moving_mask"], out["ddf"], mode="nearest", padding_mode="zeros")
         onehot = lambda x: torch.cat([1 - x, x], 1)  # noqa: E731
         return {"pred": onehot(w), "label": onehot(b["fixed_mask"]), "folds": folding(out["ddf"])[0].float().mean()}

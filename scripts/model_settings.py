@@ -40,8 +40,11 @@ def main(argv=None) -> int:
         except json.JSONDecodeError:
             ap.error(f"{c}: the value is not JSON (use true/false, numbers or \"strings\")")
     if a.changes:
+        try:
+            settings = asdict(RegSettings.from_dict(settings))  # checks and normalises (e.g. "false" -> False)
+        except (TypeError, ValueError) as e:
+            ap.error(str(e))
         ck["settings"] = settings
-        RegSettings.from_dict(settings)
         save_atomic(ck, a.model)
         load_registration(a.model)
     print(json.dumps(settings, indent=2))

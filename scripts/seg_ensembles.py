@@ -5,7 +5,8 @@
 Rows per dataset DS: DS's own model, universal, DS+universal, the four shipped models together, and the three
 that are not DS's own. Masks are thresholded at 0.5 and cleaned (two largest components, holes filled) as the
 registration's attention is (`bundle.priors.evaluate_segmentation`); DSC, HD and ASSD (pixels) at 256 x 256
-against the true masks. Writes docs/results/seg_ensembles.md and .json.
+against the true masks. Writes docs/results/seg_ensembles.md and .json (with --universal2:
+seg_ensembles_universal2.md and .json).
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def main(argv=None):
             print(r, flush=True)
             rows.append(r)
     out = REPO / "docs" / "results"
-    (out / "seg_ensembles.json").write_text(json.dumps(rows, indent=1))
+    name = "seg_ensembles_universal2" if a.universal2 else "seg_ensembles"  # the shipped models' table stays
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
     lines = ["| test set | segmentation models | images | DSC | HD (px) | ASSD (px) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['models']} | {r['images']} | {r['dsc']:.4f} | {r['hd']:.2f} | {r['assd']:.2f} |"
               for r in rows]
-    (out / "seg_ensembles.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
