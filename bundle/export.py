@@ -316,16 +316,18 @@ def _mean(v) -> float:
 
 
 def _universal_metrics(kind: str, res: Path) -> tuple[dict, str]:
-    """The universal model's test metrics on each dataset (docs/results/generalisation), keyed ``<DS>_<metric>``."""
+    """The universal model's test metrics on each dataset, keyed ``<DS>_<metric>``: registration from
+    ``docs/results/registration/<DS>_universal_df1`` (the shipped universal model since 0.5.0, universal
+    segmentation as attention, fix_folds on), segmentation from ``docs/results/generalisation``."""
     out, src = {}, ""
     g = res / "generalisation"
     if kind == "registration":
         for ds in ("JSRT", "MONT", "SHEN"):
-            p = g / f"universal_on_{ds}" / "summary.json"
+            p = res / "registration" / f"{ds}_universal_df1" / "summary.json"
             if p.is_file():
                 m = json.loads(p.read_text())["metrics"]
                 out.update({f"{ds}_{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m})
-                src = str(g.relative_to(_SRC.parent))
+                src = str((res / "registration").relative_to(_SRC.parent)) + "/<DS>_universal_df1"
     elif kind == "segmentation" and (g / "segmentation.json").is_file():
         d = json.loads((g / "segmentation.json").read_text())
         for ds in ("JSRT", "MONT", "SHEN"):
@@ -347,7 +349,9 @@ def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None 
     if shipped_name(dataset) == "universal":
         return _universal_metrics(kind, res)
     if kind == "registration":
-        p = res / "registration" / f"{dataset}_shipped" / "summary.json"
+        p = res / "registration" / f"{dataset}_shipped_ff" / "summary.json"  # as shipped since 0.5.0 (fix_folds)
+        if not p.is_file():
+            p = res / "registration" / f"{dataset}_shipped" / "summary.json"
         if not p.is_file():
             return {}, ""
         s = json.loads(p.read_text())

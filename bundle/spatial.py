@@ -152,15 +152,17 @@ def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
     return (1 + d0u0) * (1 + d1u1) - d1u0 * d0u1
 
 
-def remove_folds(ddf: torch.Tensor, max_iters: int = 200, radius: int = 2, min_det: float = 0.0
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def remove_folds(ddf: torch.Tensor, max_iters: int = 1000, radius: int = 2, min_det: float = 0.0,
+                 grow_every: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     """Locally smooth a (B, 2, H, W) field where it folds, until no pixel has ``det J <= min_det``.
 
     Every iteration finds the pixels with :func:`jacobian_determinant` ``<= min_det``, grows them by ``radius``
     pixels (a square neighbourhood) and replaces the field there by its 3x3 mean (replicate padding); the field
-    elsewhere is left exactly as it was. Fields without folds are returned unchanged (same values), and only
-    the batch items that fold are processed. Returns ``(field, remaining)``: the corrected field and, per item,
-    the number of pixels still at ``det J <= min_det`` after ``max_iters`` iterations (0 when it converged).
+    elsewhere is left exactly as it was. A fold that survives ``grow_every`` iterations gets a neighbourhood
+    twice as wide (repeated averaging of a wide enough region tends to a fold-free, near-constant field).
+    Fields without folds are returned unchanged (same values), and only the batch items that fold are
+    processed. Returns ``(field, remaining)``: the corrected field and, per item, the number of pixels still at
+    ``det J <= min_det`` after ``max_iters`` iterations (0 when it converged).
     """
     if ddf.ndim != 4 or ddf.shape[1] != 2:
         raise ValueError(f"expected a (B, 2, H, W) field, got {tuple(ddf.shape)}")
@@ -171,9 +173,10 @@ def remove_folds(ddf: torch.Tensor, max_iters: int = 200, radius: int = 2, min_d
     if todo.numel() == 0:
         return out, remaining
     sub, sub_bad = out[todo], bad[todo]
-    k = 2 * radius + 1
-    for _ in range(max_iters):
-        region = F.max_pool2d(sub_bad[:, None].float(), k, stride=1, padding=radius) > 0  # B',1,H,W
+    for it in range(max_iters):
+        r = radius * 2 ** (it // max(grow_every, 1))
+        r = min(r, max(sub.shape[2:]))
+        region = F.max_pool2d(sub_bad[:, None].float(), 2 * r + 1, stride=1, padding=r) > 0  # B',1,H,W
         smooth = F.avg_pool2d(F.pad(sub, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         sub = torch.where(region, smooth, sub)
         sub_bad = jacobian_determinant(sub) <= min_det

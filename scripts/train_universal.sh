@@ -20,7 +20,9 @@ for S in $STEPS; do
     seg) run segmentation_universal --config_file configs/segmentation/train.json --dataset universal \
            --intensity equalize --max_epochs 60 ;;
     ae)  run autoencoder_universal --config_file configs/autoencoder/train.json --dataset universal --max_epochs 100 ;;
+    # --lambda_df 1.0 since 0.5.0 (the paper's 3.5 before): with integrated, fold-repaired fields the weaker
+    # smoothness term is better on every metric and dataset (docs/registration.md#smoothness-weight)
     reg) run registration_universal --config_file "['configs/train.json','configs/presets/diffeo.json']" \
-           --dataset universal --intensity equalize ;;
+           --dataset universal --intensity equalize --lambda_df 1.0 ;;
   esac
 done

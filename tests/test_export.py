@@ -100,7 +100,7 @@ def test_layout_metadata_and_checks(dist, unpacked):
     sd = torch.load(unpacked / "models" / "model.pt", weights_only=True)
     ref = torch.load(REPO / "models" / "registration_JSRT.pt", weights_only=True)["model"]
     assert sd.keys() == ref.keys() and all(torch.equal(sd[k], ref[k]) for k in sd)
-    summary = json.loads((REPO / "docs/results/registration/JSRT_shipped/summary.json").read_text())
+    summary = json.loads((REPO / "docs/results/registration/JSRT_shipped_ff/summary.json").read_text())
     assert meta["eval_metrics"]["dsc_mean"] == round(summary["metrics"]["dsc"]["mean"], 4)
     assert meta["eval_metrics"]["test_pairs"] == summary["n_pairs"]
     readme = (unpacked / "docs" / "README.md").read_text()
@@ -343,12 +343,12 @@ def test_exported_registration_bundle_trains_and_evaluates(unpacked, tmp_path):
     assert 0.5 < float(rows[1].split(",")[-1]) <= 1
 
 
-def test_universal_metrics_are_read_per_dataset_from_the_generalisation_results():
+def test_universal_metrics_are_read_per_dataset_from_the_results_of_the_shipped_universal_model():
     from bundle.export import measured_metrics
 
     m, src = measured_metrics("registration", "universal")
-    s = json.loads((REPO / "docs" / "results" / "generalisation" / "universal_on_MONT" / "summary.json").read_text())
-    assert src == "docs/results/generalisation"
+    s = json.loads((REPO / "docs" / "results" / "registration" / "MONT_universal_df1" / "summary.json").read_text())
+    assert src == "docs/results/registration/<DS>_universal_df1"
     assert m["MONT_dsc_mean"] == round(s["metrics"]["dsc"]["mean"], 4)
     assert {f"{d}_hd_mean" for d in ("JSRT", "MONT", "SHEN")} <= set(m)
     seg, _ = measured_metrics("segmentation", "universal")
