@@ -235,7 +235,10 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
            "fixed_in": f}
     if settings.fix_folds if fix_folds is None else fix_folds:
         before = (jacobian_determinant(ddf) <= 0).flatten(1).sum(1)
-        res["ddf"], res["folds_left"] = remove_folds(ddf)
+        if bool(before.any()):  # fold-free batches (almost all) skip remove_folds' second det J
+            res["ddf"], res["folds_left"] = remove_folds(ddf)
+        else:
+            res["folds_left"] = torch.zeros_like(before)
         res["folds_fixed"] = before
     return res
 
