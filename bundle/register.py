@@ -353,6 +353,9 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
     """
     try:
+        from .registration import as_bool
+
+        overwrite = as_bool(overwrite, "--overwrite")
         fix_folds = fix_folds_arg(fix_folds)
         status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
                                    device, overwrite, refine_steps, registrar, fix_folds)

@@ -361,6 +361,7 @@ def training_data(dataset: str, data_dir=None, work_size: int = 64, seg_model=No
     ``seg_model``: a dataset name or weights path for the attention model, or None/"truth" for the true masks.
     Validation pairs come from a seeded 10% of the training images and are scored at full resolution.
     """
+    augment = as_bool(augment, "--augment")
     full = load_split(dataset, "train", data_dir)
     attn_full = attention_masks(full.images, seg_model, truth=full.masks)
     masks = full.masks if full.masks is not None else (attn_full > 0.5).float()  # own data without masks

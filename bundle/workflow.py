@@ -100,9 +100,18 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     return str(dst)
 
 
+def flag(value, name: str = "value") -> bool:
+    """A config flag as a bool. ``python -m monai.bundle run ... --amp false`` hands the config the *string*
+    ``"false"`` (Fire parses only ``False``), which is truthy; this maps true/false, on/off, yes/no, 1/0 (any
+    case) to bools and refuses anything else with a ValueError naming the flag."""
+    from .registration import as_bool
+
+    return as_bool(value, f"--{name}")
+
+
 def resume_path(output_dir: str | os.PathLike, resume: bool) -> str | None:
     """The newest ``checkpoint_*.pt`` in ``output_dir`` when ``resume`` is true, else None."""
-    if not resume:
+    if not flag(resume, "resume"):
         return None
     found = sorted(Path(output_dir).glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
     return str(found[-1]) if found else None

@@ -455,3 +455,49 @@ def test_sigkill_mid_training_then_resume_finishes(toy, tmp_path):
     assert ck["trainer"]["iteration"] == epochs * iters_per_epoch and iters_per_epoch == 2
     sd = torch.load(model, weights_only=True)
     assert sd and all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("cfg", ["configs/train.json", "configs/segmentation/train.json",
+                                 "configs/autoencoder/train.json"])
+def test_lowercase_false_flags_are_false_in_training_configs(cfg, tmp_path):
+    """``--amp false --resume false`` on the command line reaches the config as the strings "false" (Fire parses
+    only ``False``); they must act as False, not as truthy strings."""
+    from monai.bundle import ConfigParser
+
+    (tmp_path / "checkpoint_epoch=1.pt").write_bytes(b"")  # something resume would pick up
+    p = ConfigParser()
+    p.read_config(str(REPO / cfg))
+    p.update({"amp": "false", "resume": "false", "debug": "false", "output_dir": str(tmp_path)})
+    assert p.get_parsed_content("train#trainer#amp") is False
+    assert p.get_parsed_content("validate#evaluator#amp") is False
+    assert p.get_parsed_content("train#resume_handlers#0#load_path") is None
+    p.update({"resume": "true"})
+    assert p.get_parsed_content("train#resume_handlers#0#load_path").endswith("checkpoint_epoch=1.pt")
+    p.update({"amp": "maybe"})
+    with pytest.raises(RuntimeError) as e:
+        p.get_parsed_content("train#trainer#amp")
+    assert "--amp must be true or false" in str(e.value.__cause__ or e.value)
+
+
+def test_lowercase_false_keeps_raw_segmentation_masks():
+    from monai.bundle import ConfigParser
+
+    p = ConfigParser()
+    p.read_config(str(REPO / "configs" / "segmentation" / "inference.json"))
+    steps = p["postprocessing"]["transforms"]
+    cleaning = [i for i, t in enumerate(steps) if "_disabled_" in t]
+    assert len(cleaning) == 2
+    for value, disabled in (("false", True), ("False", True), (False, True), ("true", False), (True, False)):
+        p.update({"keep_two_components": value})
+        assert [p.get_parsed_content(f"postprocessing#transforms#{i}#_disabled_") for i in cleaning] == [disabled] * 2
+    p.update({"amp": "off"})
+    assert p.get_parsed_content("evaluator#amp") is False
+
+
+def test_flag_helper():
+    from bundle.workflow import flag
+
+    assert [flag(v) for v in (True, "True", "true", "ON", "yes", 1, "1")] == [True] * 7
+    assert [flag(v) for v in (False, "False", "false", "off", "No", 0, "0")] == [False] * 7
+    with pytest.raises(ValueError, match="--augment must be true or false, not 'flase'"):
+        flag("flase", "augment")
