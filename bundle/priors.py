@@ -16,6 +16,7 @@ from .workflow import load_weights
 
 __all__ = [
     "SHIPPED",
+    "SHIPPED_SEGMENTATION",
     "default_prior",
     "shipped_name",
     "weights_path",
@@ -32,6 +33,8 @@ __all__ = [
 
 
 SHIPPED = ("JSRT", "MONT", "SHEN", "universal")
+# segmentation models shipped without a registration/autoencoder of the same name
+SHIPPED_SEGMENTATION = ("universal256",)
 
 
 def shipped_name(model) -> str | None:
@@ -42,9 +45,11 @@ def shipped_name(model) -> str | None:
 
 
 def weights_path(kind: str, model: str | os.PathLike) -> Path:
-    """``models/<kind>_<NAME>.pt`` for a shipped name (JSRT, MONT, SHEN, universal; any case), else ``model``
-    itself as a path."""
+    """``models/<kind>_<NAME>.pt`` for a shipped name (JSRT, MONT, SHEN, universal; any case; for
+    ``kind="segmentation"`` also universal256), else ``model`` itself as a path."""
     name = shipped_name(model)
+    if name is None and kind == "segmentation" and model is not None:
+        name = next((n for n in SHIPPED_SEGMENTATION if str(model).lower() == n.lower()), None)
     return REPO_ROOT / "models" / f"{kind}_{name}.pt" if name else Path(str(model))
 
 

@@ -60,13 +60,17 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
     ``kind``: ``segmentation``, ``autoencoder`` or ``registration`` (which shipped file a name means). The
     architecture must match (a one-line :class:`InputError` names the file otherwise). Registration settings
     saved with the weights are not applied, so e.g. a 64 x 64 model can be fine-tuned at ``--work_size 128``;
-    a segmentation model keeps the intensity normalisation stored in its weights.
+    a segmentation model keeps the intensity normalisation stored in its weights but takes the working size of
+    ``net`` (``--work_size``), so a 128 x 128 model can be fine-tuned at 256 x 256.
     """
     p = init_path(init, kind)
     if p is None:
         return net
     try:
-        net.load_state_dict(load_weights(p))
+        sd = load_weights(p)
+        if "work_size_code" in sd and hasattr(net, "work_size"):
+            sd = dict(sd, work_size_code=torch.tensor(int(net.work_size)))
+        net.load_state_dict(sd)
     except RuntimeError as e:
         raise InputError(f"{p}: does not fit this network ({str(e).splitlines()[0][:160]})") from None
     return net

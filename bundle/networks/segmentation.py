@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNet
@@ -24,7 +25,9 @@ class LungSegNet(torch.nn.Module):
     Args:
         spatial_dims: 2.
         channels, strides, num_res_units: as MONAI ``UNet``.
-        work_size: side of the square the U-Net runs at (must be divisible by the product of strides).
+        work_size: side of the square the U-Net runs at (must be divisible by the product of strides). Saved in
+            the state dict (buffer ``work_size_code``), so weights trained at 256 run at 256 when loaded into a
+            default-constructed net; weights without it keep the constructor's value.
         intensity: ``zscore`` (default, as the per-dataset models) or ``equalize`` (the universal model). It is
             saved in the state dict (buffer ``intensity_code``), so loading weights restores it; weights
             without it are ``zscore``.
@@ -46,12 +49,14 @@ class LungSegNet(torch.nn.Module):
         if spatial_dims != 2:
             raise ValueError("LungSegNet is 2D")
         self.work_size = int(work_size)
+        self._divisor = int(np.prod(strides))
         self.unet = UNet(spatial_dims, 1, 2, channels=channels, strides=strides, num_res_units=num_res_units,
                          dropout=dropout)
         if intensity not in self.MODES:
             raise ValueError(f"intensity must be one of {self.MODES}, not {intensity!r}")
         self.intensity = intensity
         self.register_buffer("intensity_code", torch.tensor(self.MODES.index(intensity)))
+        self.register_buffer("work_size_code", torch.tensor(self.work_size))
 
     MODES = ("zscore", "equalize")
 
@@ -63,6 +68,13 @@ class LungSegNet(torch.nn.Module):
         if not 0 <= code < len(self.MODES):
             raise ValueError(f"unknown intensity code {code} in the weights")
         self.intensity = self.MODES[code]
+        key = prefix + "work_size_code"
+        if key not in state_dict:  # weights saved before the working size was stored
+            state_dict[key] = torch.tensor(self.work_size)
+        size = int(state_dict[key])
+        if size < self._divisor or size % self._divisor:
+            raise ValueError(f"working size {size} in the weights is not a positive multiple of {self._divisor}")
+        self.work_size = size
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:

@@ -72,3 +72,32 @@ def test_seg_ensemble_averages_the_members_probabilities_and_loads_from_a_plus_n
         torch.testing.assert_close(torch.softmax(loaded(x), 1), expected, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="non-empty"):
         ensemble_members("JSRT+")
+
+
+def test_segnet_weights_carry_their_working_size():
+    torch.manual_seed(0)
+    a = LungSegNet(work_size=64).eval()
+    b = LungSegNet().eval()  # default 128
+    b.load_state_dict(a.state_dict())
+    assert b.work_size == 64
+    x = torch.rand(2, 1, 96, 96)
+    assert torch.equal(a(x), b(x))  # the same computation, not the same weights at another scale
+    # weights saved before the size was stored keep the constructor's size
+    old = {k: v for k, v in a.state_dict().items() if k != "work_size_code"}
+    c = LungSegNet(work_size=32)
+    c.load_state_dict(old)
+    assert c.work_size == 32
+    bad = dict(a.state_dict(), work_size_code=torch.tensor(40))
+    with pytest.raises(ValueError, match="working size 40 in the weights is not a positive multiple of 16"):
+        LungSegNet().load_state_dict(bad)
+
+
+def test_init_weights_fine_tunes_a_segnet_at_the_configured_working_size(tmp_path):
+    from bundle.workflow import init_weights
+
+    torch.manual_seed(0)
+    src = LungSegNet(work_size=64)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    net = init_weights(LungSegNet(work_size=32), tmp_path / "w.pt", "segmentation")
+    assert net.work_size == 32 and int(net.state_dict()["work_size_code"]) == 32
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), src.parameters()))
