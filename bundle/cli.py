@@ -11,6 +11,22 @@ from . import __version__
 __all__ = ["main"]
 
 
+def _eval_options(a) -> dict:
+    """The options of ``cxreg evaluate`` that decide its numbers, for ``summary.json``."""
+    if a.method != "ours":
+        return {"method": a.method}
+    return {"method": a.method, "model": a.model or a.dataset, "seg_model": a.seg_model or "(the model's own)",
+            "refine": a.refine, "refine_size": a.refine_size, "refine_mask_weight": a.refine_mask_weight,
+            "fix_folds": a.fix_folds or "(the model's setting)"}
+
+
+def _check_refine_weight(a) -> None:
+    import math
+
+    if not (math.isfinite(a.refine_mask_weight) and a.refine_mask_weight >= 0):
+        raise ValueError(f"--refine-mask-weight must be a finite number >= 0, not {a.refine_mask_weight}")
+
+
 def _on_off(v: str | None) -> bool | None:
     """``--fix-folds on|off`` -> True/False; not given -> None (the registration model's own setting)."""
     return None if v is None else v == "on"
@@ -31,14 +47,16 @@ def _cmd_evaluate(a) -> int:
         check_writable(a.out)
     if a.fix_folds is not None and a.method != "ours":
         raise ValueError(f"--fix-folds applies to --method ours, not {a.method}")
+    _check_refine_weight(a)
     if a.method == "ours":
         from .registration import OursMethod
 
         method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
-                               refine_size=a.refine_size, fix_folds=_on_off(a.fix_folds))
+                               refine_size=a.refine_size, fix_folds=_on_off(a.fix_folds),
+                               refine_weights={"w_mask": a.refine_mask_weight})
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
                  seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard,
-                 overwrite=a.overwrite)
+                 overwrite=a.overwrite, options=_eval_options(a))
     m = s["metrics"]
     print(f"{a.method} on {a.dataset}/{a.split}: {s['n_pairs']} pairs in {s['wall_seconds']:.1f} s")
     print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  ASSD {m['assd']['mean']:.3f}  "
@@ -88,6 +106,7 @@ def read_pairs_csv(path) -> list[dict]:
 def _cmd_register(a) -> int:
     from .register import register_files, write_summary
 
+    _check_refine_weight(a)
     if a.pairs:
         if a.moving or a.fixed:
             raise ValueError("give either MOVING FIXED or --pairs, not both")
@@ -106,7 +125,7 @@ def _cmd_register(a) -> int:
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
                             seg_model=a.seg_model, strict=a.debug, check_out=shard_n == 1,
-                            fix_folds=_on_off(a.fix_folds))
+                            fix_folds=_on_off(a.fix_folds), refine_mask_weight=a.refine_mask_weight)
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
@@ -158,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "two models, e.g. JSRT+universal; truth = the true masks (oracle)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
+    e.add_argument("--refine-mask-weight", type=float, default=1.0, help="ours: weight of the lung-mask overlap term "
+                   "of the refinement (image similarity 1, smoothness 0.5)")
     e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
     e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
@@ -185,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
+    g.add_argument("--refine-mask-weight", type=float, default=1.0, help="weight of the lung-mask overlap term of "
+                   "the refinement (image similarity 1, smoothness 0.5)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -114,8 +114,12 @@ def evaluate(
     batch_size: int | None = None,
     shard: str | None = None,
     overwrite: bool = True,
+    options: dict | None = None,
 ) -> dict:
     """Register and score ordered pairs of ``dataset``/``split``; returns the summary dict.
+
+    ``options`` (e.g. the command line's model, segmentation model and refinement settings) is stored in
+    ``summary.json`` as ``"options"``, with the package version, so every result folder says how it was made.
 
     ``max_pairs`` draws a seeded sample (``seed``) of the n(n-1) ordered pairs. Outputs are written to a
     temporary folder next to ``out`` and renamed at the end, so an interrupted run leaves nothing behind.
@@ -185,6 +189,10 @@ def evaluate(
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         }
+        if options is not None:
+            from . import __version__
+
+            summary["options"] = dict(options, version=__version__)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
         header = "| Dataset | Method | DSC | HD | ASSD | JAC | pairs |\n|---|---|---|---|---|---|---|\n"
         (tmp / "table.md").write_text(header + table_row(summary, method) + "\n")

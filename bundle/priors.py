@@ -33,8 +33,9 @@ __all__ = [
 
 
 SHIPPED = ("JSRT", "MONT", "SHEN", "universal")
-# segmentation models shipped without a registration/autoencoder of the same name
-SHIPPED_SEGMENTATION = ("universal256",)
+# segmentation models shipped without a registration/autoencoder of the same name: the universal model fine-tuned
+# at 256 x 256, and that model fine-tuned on each dataset at 256 x 256 (docs/segmentation.md)
+SHIPPED_SEGMENTATION = ("universal256", "JSRT256", "MONT256", "SHEN256")
 
 
 def shipped_name(model) -> str | None:
@@ -46,7 +47,7 @@ def shipped_name(model) -> str | None:
 
 def weights_path(kind: str, model: str | os.PathLike) -> Path:
     """``models/<kind>_<NAME>.pt`` for a shipped name (JSRT, MONT, SHEN, universal; any case; for
-    ``kind="segmentation"`` also universal256), else ``model`` itself as a path."""
+    ``kind="segmentation"`` also universal256, JSRT256, MONT256, SHEN256), else ``model`` itself as a path."""
     name = shipped_name(model)
     if name is None and kind == "segmentation" and model is not None:
         name = next((n for n in SHIPPED_SEGMENTATION if str(model).lower() == n.lower()), None)

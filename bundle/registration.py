@@ -168,13 +168,14 @@ def _to_size(x: torch.Tensor, size: int) -> torch.Tensor:
 def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Tensor, fixed: torch.Tensor,
                   moving_attn: torch.Tensor | None = None, fixed_attn: torch.Tensor | None = None,
                   out_size: tuple[int, int] | None = None, refine_steps: int = 0, refine_size: int = 128,
-                  fix_folds: bool | None = None) -> dict:
+                  fix_folds: bool | None = None, refine_weights: dict | None = None) -> dict:
     """Field from ``moving`` to ``fixed`` (pull-back), images (B, 1, H, W) in [0, 1].
 
     Returns ``{"ddf": (B, 2, *out_size), "ddf_work": total field at work size, "residual": network field at
     work size, "velocity": the integrated velocity (or None), "moving_in", "fixed_in": network inputs}``.
     ``out_size`` defaults to the input size. ``refine_steps > 0`` runs test-time refinement
-    (:func:`bundle.refine.refine_residual`) of the network output at ``refine_size`` using the attention masks.
+    (:func:`bundle.refine.refine_residual`) of the network output at ``refine_size`` using the attention masks;
+    ``refine_weights`` (e.g. ``{"w_mask": 3.0}``) overrides its loss weights ``w_img``, ``w_mask``, ``w_smooth``.
     ``fix_folds`` (default: ``settings.fix_folds``) removes the output field's folds by local smoothing
     (:func:`bundle.spatial.remove_folds`, on the ``out_size`` grid; the result also holds ``"folds_fixed"``, the
     folded pixels before, and ``"folds_left"``, after, per pair).
@@ -209,7 +210,7 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
         full_m = moving * moving_attn if settings.attention else moving
         full_f = fixed * fixed_attn if settings.attention else fixed
         out = refine_residual(out, full_m, full_f, moving_attn, fixed_attn, settings, aff, steps=refine_steps,
-                              size=refine_size)
+                              size=refine_size, **(refine_weights or {}))
         s = refine_size  # the field now lives on the refinement grid
     velocity = None
     if settings.integrate:
@@ -529,9 +530,11 @@ class OursMethod:
     batch_size = 32
 
     def __init__(self, model: str | os.PathLike = "JSRT", seg_model: str | os.PathLike | None = None,
-                 device: str = "cpu", refine_steps: int = 0, refine_size: int = 128, fix_folds: bool | None = None):
+                 device: str = "cpu", refine_steps: int = 0, refine_size: int = 128, fix_folds: bool | None = None,
+                 refine_weights: dict | None = None):
         self.net, self.settings = load_registration(model, device)
         self.refine_steps, self.refine_size, self.fix_folds = refine_steps, refine_size, fix_folds
+        self.refine_weights = refine_weights
         from .priors import shipped_name
 
         self.seg_model = seg_model or shipped_name(model)
@@ -550,5 +553,6 @@ class OursMethod:
         fa = self.attn[fixed_index].to(dev) if self.attn is not None else None
         ma = self.attn[moving_index].to(dev) if self.attn is not None else None
         out = predict_field(self.net, self.settings, moving.to(dev), fixed.to(dev), ma, fa,
-                            refine_steps=self.refine_steps, refine_size=self.refine_size, fix_folds=self.fix_folds)
+                            refine_steps=self.refine_steps, refine_size=self.refine_size, fix_folds=self.fix_folds,
+                            refine_weights=self.refine_weights)
         return out["ddf"].cpu()

@@ -2,10 +2,8 @@
 # The universal models: segmentation, autoencoder and registration trained on the union of the JSRT, MONT and
 # SHEN training splits (--dataset universal), with per-image histogram equalisation (--intensity equalize) so
 # that the three datasets look alike (measured by scripts/intensity_stats.py, docs/generalisation.md).
-#   bash scripts/train_universal.sh [seg] [ae] [reg] [seg256]   (default: seg ae reg, in this order)
+#   bash scripts/train_universal.sh [seg] [ae] [reg]      (default: all three, in this order)
 # Writes models/{segmentation,autoencoder,registration}_universal.pt; logs in logs/train_*_universal.log.
-# seg256 (since 0.5.1): the universal segmentation fine-tuned at 256 x 256 for 15 epochs from
-# models/segmentation_universal.pt -> models/segmentation_universal256.pt (25 min on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${*:-seg ae reg}
@@ -21,10 +19,6 @@ for S in $STEPS; do
   case $S in
     seg) run segmentation_universal --config_file configs/segmentation/train.json --dataset universal \
            --intensity equalize --max_epochs 60 ;;
-    seg256) run segmentation_universal256 --config_file configs/segmentation/train.json --dataset universal \
-           --intensity equalize --work_size 256 --init models/segmentation_universal.pt --max_epochs 15 \
-           --learning_rate 0.0005 --val_interval 3 --output_dir runs/segmentation_universal256 \
-           --model_path models/segmentation_universal256.pt ;;
     ae)  run autoencoder_universal --config_file configs/autoencoder/train.json --dataset universal --max_epochs 100 ;;
     # --lambda_df 1.0 since 0.5.0 (the paper's 3.5 before): with integrated, fold-repaired fields the weaker
     # smoothness term is better on every metric and dataset (docs/registration.md#smoothness-weight)

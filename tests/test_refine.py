@@ -35,3 +35,25 @@ def test_predict_field_with_refinement_returns_output_grid():
     assert out["ddf"].shape == (1, 2, 128, 128) and out["residual"].shape == (1, 2, 64, 64)
     with pytest.raises(ValueError):
         predict_field(net, RegSettings(work_size=32, attention=False), moving, fixed, refine_steps=2)
+
+
+def test_refine_weights_reach_the_refinement_and_a_heavier_mask_term_aligns_the_masks_better():
+    """``predict_field(refine_weights={"w_mask": W})`` is what ``cxreg evaluate --refine-mask-weight W`` sets: with
+    a heavier mask term the warped moving mask overlaps the fixed mask at least as well (soft Dice)."""
+    from bundle.spatial import warp
+
+    torch.manual_seed(0)
+    net = MultiScaleRegNet().eval()
+    st = RegSettings(work_size=32, attention=True, affine=False, integrate=True)
+    fixed, moving = _blob(64), _blob(64, shift=(5, -4))
+    dices = []
+    for w in (0.0, 10.0):
+        with torch.no_grad():
+            out = predict_field(net, st, moving, fixed, moving, fixed, refine_steps=30, refine_size=64,
+                                refine_weights={"w_mask": w, "w_img": 0.0 if w == 0 else 1.0})
+        wm = warp(moving, out["ddf"])
+        dices.append(float(2 * (wm * fixed).sum() / (wm.sum() + fixed.sum())))
+    assert dices[1] > dices[0] + 0.01
+    with pytest.raises(TypeError):
+        predict_field(net, st, moving, fixed, moving, fixed, refine_steps=1, refine_size=64,
+                      refine_weights={"w_masks": 1.0})

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Table 1 rows of the shipped universal registration model (lambda_df 1.0, fix_folds on) with the 256 x 256
+# universal segmentation (universal256, docs/segmentation.md) as attention: alone, averaged with the dataset's
+# own segmentation model (DS+universal256), and alone with 20 refinement steps. All ordered test pairs at
+# 256 x 256; SHEN's refinement row: the seeded 2000-pair sample of the other refinement rows.
+#   bash scripts/eval_seg256.sh [DATASETS...]     (default JSRT MONT SHEN; ~25 min on 2 CPU cores)
+# Writes docs/results/registration/<DS>_universal_df1_seg256{,_ens,_refine20}/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=docs/results/registration
+row() {  # name dataset args...
+  local name=$1 ds=$2; shift 2
+  cxreg evaluate --method ours --dataset "$ds" --model universal --quiet --overwrite --fix-folds on \
+    --out "$R/${ds}_${name}" "$@" | sed -n 2p | sed "s/^/$ds ${name}: /"
+}
+for DS in ${*:-JSRT MONT SHEN}; do
+  SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
+  row universal_df1_seg256 "$DS" --seg-model universal256
+  row universal_df1_seg256_ens "$DS" --seg-model "$DS+universal256"
+  row universal_df1_seg256_refine20 "$DS" --seg-model universal256 --refine 20 "${SAMPLE[@]}"
+done
