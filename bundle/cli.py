@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="identity", help="identity | elastix | syn | ours")
     e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN|universal or a registration model file (default: --dataset)")
     e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model); "
-                   "universal256 = the universal model at 256 x 256 (more accurate, ~4x slower masks); A+B averages "
+                   "universal256 = the universal model at 256 x 256 (more accurate, ~2x slower lung masks); A+B averages "
                    "two models, e.g. JSRT+universal; truth = the true masks (oracle)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="universal", help="universal (default; trained on all three datasets) | JSRT | "
                    "MONT | SHEN or a registration model file")
     g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model's own, else "
-                   "universal); universal256 = the universal model at 256 x 256 (more accurate, ~4x slower masks); "
+                   "universal); universal256 = the universal model at 256 x 256 (more accurate, ~2x slower lung masks); "
                    "A+B averages two models' lung probabilities, e.g. JSRT+universal")
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")

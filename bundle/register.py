@@ -74,17 +74,17 @@ class Registrar:
         from .priors import shipped_name
 
         seg_model = seg_model or shipped_name(model) or DEFAULT_MODEL
-        self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds)
-        self.refine_mask_weight = float(refine_mask_weight)
+        self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds,
+                    refine_mask_weight)
 
-    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None) -> None:
+    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=1.0) -> None:
         from .registration import RegSettings
 
         self.net = net.to(device).eval()
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()
         self.device, self.size, self.refine_steps, self.fix_folds = device, size, refine_steps, fix_folds
-        self.refine_mask_weight = 1.0
+        self.refine_mask_weight = float(refine_mask_weight)
 
     @classmethod
     def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",
