@@ -39,7 +39,8 @@ def test_predict_field_with_refinement_returns_output_grid():
 
 def test_refine_weights_reach_the_refinement_and_a_heavier_mask_term_aligns_the_masks_better():
     """``predict_field(refine_weights={"w_mask": W})`` is what ``cxreg evaluate --refine-mask-weight W`` sets: with
-    a heavier mask term the warped moving mask overlaps the fixed mask at least as well (soft Dice)."""
+    the mask term on (and image similarity) the warped moving mask overlaps the fixed mask better (Dice) than with
+    smoothness alone, and a misspelt weight name is refused."""
     from bundle.spatial import warp
 
     torch.manual_seed(0)
