@@ -17,14 +17,16 @@ def _eval_options(a) -> dict:
         return {"method": a.method}
     return {"method": a.method, "model": a.model or a.dataset, "seg_model": a.seg_model or "(the model's own)",
             "refine": a.refine, "refine_size": a.refine_size, "refine_mask_weight": a.refine_mask_weight,
-            "fix_folds": a.fix_folds or "(the model's setting)"}
+            "refine_distance_weight": a.refine_distance_weight, "fix_folds": a.fix_folds or "(the model's setting)"}
 
 
 def _check_refine_weight(a) -> None:
     import math
 
-    if not (math.isfinite(a.refine_mask_weight) and a.refine_mask_weight >= 0):
-        raise ValueError(f"--refine-mask-weight must be a finite number >= 0, not {a.refine_mask_weight}")
+    for flag in ("mask", "distance"):
+        v = getattr(a, f"refine_{flag}_weight")
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"--refine-{flag}-weight must be a finite number >= 0, not {v}")
 
 
 def _on_off(v: str | None) -> bool | None:
@@ -53,7 +55,8 @@ def _cmd_evaluate(a) -> int:
 
         method_fn = OursMethod(a.model or a.dataset, seg_model=a.seg_model, device=a.device, refine_steps=a.refine,
                                refine_size=a.refine_size, fix_folds=_on_off(a.fix_folds),
-                               refine_weights={"w_mask": a.refine_mask_weight})
+                               refine_weights={"w_mask": a.refine_mask_weight,
+                                               "w_dist": a.refine_distance_weight})
     s = evaluate(a.method, a.dataset, a.out, split=a.split, data_dir=a.data_dir, max_pairs=a.max_pairs,
                  seed=a.seed, spacing=spacing, progress=not a.quiet, method_fn=method_fn, shard=a.shard,
                  overwrite=a.overwrite, options=_eval_options(a))
@@ -125,7 +128,8 @@ def _cmd_register(a) -> int:
     status = register_files(pairs, a.out, model=a.model, device=a.device, overwrite=a.overwrite,
                             progress=not a.quiet and not single, refine_steps=a.refine, single=single,
                             seg_model=a.seg_model, strict=a.debug, check_out=shard_n == 1,
-                            fix_folds=_on_off(a.fix_folds), refine_mask_weight=a.refine_mask_weight)
+                            fix_folds=_on_off(a.fix_folds), refine_mask_weight=a.refine_mask_weight,
+                            refine_distance_weight=a.refine_distance_weight)
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
@@ -174,11 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN|universal or a registration model file (default: --dataset)")
     e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model); "
                    "universal256 = the universal model at 256 x 256 (more accurate, ~2x slower lung masks); A+B averages "
-                   "two models, e.g. JSRT+universal; truth = the true masks (oracle)")
+                   "two models, e.g. JSRT+universal; a trailing @tta averages 5 shifted passes, e.g. JSRT256@tta; truth = the true "
+                   "masks (oracle)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
     e.add_argument("--refine-mask-weight", type=float, default=1.0, help="ours: weight of the lung-mask overlap term "
                    "of the refinement (image similarity 1, smoothness 0.5)")
+    e.add_argument("--refine-distance-weight", type=float, default=0.0, help="ours: weight of the refinement's "
+                   "boundary term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
     e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
@@ -202,12 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "MONT | SHEN or a registration model file")
     g.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --model's own, else "
                    "universal); universal256 = the universal model at 256 x 256 (more accurate, ~2x slower lung masks); "
-                   "A+B averages two models' lung probabilities, e.g. JSRT+universal")
+                   "A+B averages two models' lung probabilities, e.g. JSRT+universal; a trailing @tta averages 5 shifted passes "
+                   "(smoother lung borders, 5x the mask time), e.g. JSRT256@tta")
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
     g.add_argument("--refine-mask-weight", type=float, default=1.0, help="weight of the lung-mask overlap term of "
                    "the refinement (image similarity 1, smoothness 0.5)")
+    g.add_argument("--refine-distance-weight", type=float, default=0.0, help="weight of the refinement's boundary "
+                   "term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -11,7 +11,7 @@ import torch
 
 from .data import REPO_ROOT, load_split
 from .metrics import assd, dice, hausdorff
-from .networks import LungSegNet, MaskAutoEncoder, SegEnsemble
+from .networks import LungSegNet, MaskAutoEncoder, SegEnsemble, SegShiftTTA
 from .workflow import load_weights
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
     "shipped_name",
     "weights_path",
     "ensemble_members",
+    "TTA_SUFFIX",
+    "split_tta",
     "load_segmentation",
     "load_autoencoder",
     "load_encoder",
@@ -74,10 +76,31 @@ def ensemble_members(model) -> list[str] | None:
     return parts
 
 
-def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> torch.nn.Module:
-    """A shipped (``JSRT``, ``MONT``, ``SHEN``, ``universal``) or given segmentation model, in eval mode.
+TTA_SUFFIX = "@tta"
 
-    ``"A+B"`` loads each member and returns a :class:`SegEnsemble` (their lung probabilities averaged)."""
+
+def split_tta(model) -> tuple[str | os.PathLike | None, bool]:
+    """``("JSRT256", True)`` for ``"JSRT256@tta"`` (any case; also after an ensemble ``"A+B@tta"``), else
+    ``(model, False)``. A path that exists is never split."""
+    s = str(model)
+    if model is not None and s.lower().endswith(TTA_SUFFIX) and not os.path.exists(s):
+        base = s[: -len(TTA_SUFFIX)]
+        if not base:
+            raise ValueError(f"{model!r}: write the model before {TTA_SUFFIX}, e.g. JSRT256{TTA_SUFFIX}")
+        return base, True
+    return model, False
+
+
+def load_segmentation(model: str | os.PathLike = "JSRT", device="cpu", **net_kw) -> torch.nn.Module:
+    """A shipped (``JSRT``, ``MONT``, ``SHEN``, ``universal``, ``universal256``, ``JSRT256``, ...) or given
+    segmentation model, in eval mode.
+
+    ``"A+B"`` loads each member and returns a :class:`SegEnsemble` (their lung probabilities averaged);
+    a trailing ``"@tta"`` (``"JSRT256@tta"``, ``"A+B@tta"``) wraps the model in :class:`SegShiftTTA` (five
+    shifted passes averaged)."""
+    model, tta = split_tta(model)
+    if tta:
+        return SegShiftTTA(load_segmentation(model, device, **net_kw)).to(device).eval()
     members = ensemble_members(model)
     if members:
         return SegEnsemble([load_segmentation(m, device, **net_kw) for m in members]).to(device).eval()

@@ -62,11 +62,13 @@ class Registrar:
         size: working grid of the masks and of the field output (256).
         refine_steps: test-time refinement steps (0 = off).
         refine_mask_weight: weight of the lung-mask overlap term of the refinement (1.0; image similarity 1).
+        refine_distance_weight: weight of the refinement's boundary term (0 = off; :mod:`bundle.refine`).
         fix_folds: remove the field's folds (:func:`bundle.spatial.remove_folds`); None = the model's setting.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, seg_model=None, device: str = "cpu", size: int = 256,
-                 refine_steps: int = 0, fix_folds: bool | None = None, refine_mask_weight: float = 1.0):
+                 refine_steps: int = 0, fix_folds: bool | None = None, refine_mask_weight: float = 1.0,
+                 refine_distance_weight: float = 0.0):
         from .priors import load_segmentation
         from .registration import load_registration
 
@@ -75,9 +77,10 @@ class Registrar:
 
         seg_model = seg_model or shipped_name(model) or DEFAULT_MODEL
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds,
-                    refine_mask_weight)
+                    refine_mask_weight, refine_distance_weight)
 
-    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=1.0) -> None:
+    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=1.0,
+               refine_distance_weight=0.0) -> None:
         from .registration import RegSettings
 
         self.net = net.to(device).eval()
@@ -85,6 +88,7 @@ class Registrar:
         self.seg = seg.to(device).eval()
         self.device, self.size, self.refine_steps, self.fix_folds = device, size, refine_steps, fix_folds
         self.refine_mask_weight = float(refine_mask_weight)
+        self.refine_distance_weight = float(refine_distance_weight)
 
     @classmethod
     def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",
@@ -120,7 +124,8 @@ class Registrar:
         dev = self.device
         out = predict_field(self.net, self.settings, m_sq.to(dev), f_sq.to(dev), ma.to(dev), fa.to(dev),
                             refine_steps=self.refine_steps, fix_folds=self.fix_folds,
-                            refine_weights={"w_mask": self.refine_mask_weight})
+                            refine_weights={"w_mask": self.refine_mask_weight,
+                                            "w_dist": self.refine_distance_weight})
         u = out["ddf"].cpu()  # (1, 2, S, S) on the fixed square grid
         # fixed pixel p -> square-grid position q -> moving square position q + u(q) -> moving pixel
         h, w = fixed.shape
@@ -282,7 +287,8 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu", overwrite=False, progress=True,
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
                    strict: bool = False, registrar: Registrar | None = None, check_out: bool = True,
-                   fix_folds: bool | None = None, refine_mask_weight: float = 1.0) -> list[dict]:
+                   fix_folds: bool | None = None, refine_mask_weight: float = 1.0,
+                   refine_distance_weight: float = 0.0) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
@@ -295,7 +301,8 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
 
     check_writable(out_dir, overwrite or not check_out)
     reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps,
-                                 fix_folds=fix_folds, refine_mask_weight=refine_mask_weight)
+                                 fix_folds=fix_folds, refine_mask_weight=refine_mask_weight,
+                                 refine_distance_weight=refine_distance_weight)
     if registrar is not None and fix_folds is not None:
         reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
     cache: dict = {}

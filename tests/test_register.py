@@ -184,9 +184,10 @@ def test_reg_settings_read_bool_strings_and_refuse_others():
 
 @pytest.mark.parametrize("cmd", ["register", "evaluate"])
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
-def test_refine_mask_weight_is_checked_before_anything_runs(tmp_path, capsys, cmd, value):
+@pytest.mark.parametrize("term", ["mask", "distance"])
+def test_refine_weights_are_checked_before_anything_runs(tmp_path, capsys, cmd, value, term):
     args = ["register", "m.png", "f.png"] if cmd == "register" else ["evaluate", "--method", "ours"]
-    assert main([*args, "--out", str(tmp_path / "o"), "--refine-mask-weight", value]) == 1
+    assert main([*args, "--out", str(tmp_path / "o"), f"--refine-{term}-weight", value]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"cxreg {cmd}: error: --refine-mask-weight must be a finite number >= 0")
+    assert err.startswith(f"cxreg {cmd}: error: --refine-{term}-weight must be a finite number >= 0")
     assert not (tmp_path / "o").exists()

@@ -101,3 +101,77 @@ def test_init_weights_fine_tunes_a_segnet_at_the_configured_working_size(tmp_pat
     net = init_weights(LungSegNet(work_size=32), tmp_path / "w.pt", "segmentation")
     assert net.work_size == 32 and int(net.state_dict()["work_size_code"]) == 32
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), src.parameters()))
+
+
+class _FixedMap(torch.nn.Module):
+    """A 'network' that ignores its input and predicts lung (logit +20) on the square [16:32, 16:32]."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))  # so .parameters() is not empty
+
+    def forward(self, x):
+        lung = torch.full_like(x, -20.0)
+        lung[:, :, 16:32, 16:32] = 20.0
+        return torch.cat([-lung, lung], 1)
+
+
+def test_shift_tta_averages_the_back_shifted_probabilities_of_five_moves():
+    from bundle.networks import SegShiftTTA
+
+    tta = SegShiftTTA(_FixedMap(), shift=1 / 16).eval()  # 4 px on a 64 x 64 image
+    assert tta.offsets(64) == [(0, 0), (4, 0), (-4, 0), (0, 4), (0, -4)]
+    assert tta.offsets(256)[1] == (16, 0) and SegShiftTTA(_FixedMap()).offsets(256)[1] == (4, 0)
+    with torch.no_grad():
+        p = torch.softmax(tta(torch.rand(1, 1, 64, 64)), 1)[0, 1]
+    assert p.shape == (64, 64)
+    # inside the square every move still covers it; 2 px above it only the move shifted back upwards does;
+    # a corner pixel outside both the rows and the columns of the square is covered by none
+    assert p[24, 24] == pytest.approx(1.0, abs=1e-6)
+    assert p[14, 24] == pytest.approx(0.2, abs=1e-6) and p[34, 24] == pytest.approx(0.2, abs=1e-6)
+    assert p[24, 14] == pytest.approx(0.2, abs=1e-6) and p[24, 34] == pytest.approx(0.2, abs=1e-6)
+    assert p[14, 14] == pytest.approx(0.0, abs=1e-6) and p[5, 50] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="fraction"):
+        SegShiftTTA(_FixedMap(), shift=0.6)
+
+
+def test_shift_tta_of_a_pointwise_network_changes_nothing_away_from_the_edges():
+    from bundle.networks import SegShiftTTA
+
+    class Pointwise(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(3.0))
+
+        def forward(self, x):
+            return torch.cat([-self.w * x, self.w * x], 1)
+
+    net = Pointwise()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        plain = torch.softmax(net(x), 1)
+        tta = torch.softmax(SegShiftTTA(net, shift=1 / 16)(x), 1)
+    torch.testing.assert_close(tta[..., 4:-4, 4:-4], plain[..., 4:-4, 4:-4], atol=1e-6, rtol=1e-5)
+
+
+def test_tta_suffix_wraps_a_loaded_model_and_is_parsed_strictly(tmp_path):
+    from bundle.networks import SegEnsemble, SegShiftTTA
+    from bundle.priors import load_segmentation, split_tta
+
+    torch.manual_seed(0)
+    a = LungSegNet(work_size=32).eval()
+    torch.save(a.state_dict(), tmp_path / "a.pt")
+    assert split_tta("JSRT256@TTA") == ("JSRT256", True) and split_tta("JSRT256") == ("JSRT256", False)
+    assert split_tta(None) == (None, False)
+    loaded = load_segmentation(f"{tmp_path / 'a.pt'}@tta", work_size=32)
+    assert isinstance(loaded, SegShiftTTA) and isinstance(loaded.net, LungSegNet)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), SegShiftTTA(a)(x))
+    both = load_segmentation(f"{tmp_path / 'a.pt'}+{tmp_path / 'a.pt'}@tta", work_size=32)
+    assert isinstance(both, SegShiftTTA) and isinstance(both.net, SegEnsemble)
+    odd = tmp_path / "b@tta"  # an existing file whose name ends with the suffix is a path, not a request
+    torch.save(a.state_dict(), odd)
+    assert split_tta(str(odd)) == (str(odd), False) and isinstance(load_segmentation(str(odd), work_size=32), LungSegNet)
+    with pytest.raises(ValueError, match="before @tta"):
+        split_tta("@tta")
