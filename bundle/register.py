@@ -76,6 +76,7 @@ class Registrar:
         from .priors import shipped_name
 
         seg_model = seg_model or shipped_name(model) or DEFAULT_MODEL
+        self.names = {"model": str(model), "seg_model": str(seg_model)}
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds,
                     refine_mask_weight, refine_distance_weight)
 
@@ -96,8 +97,18 @@ class Registrar:
         """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
         ``settings`` is a :class:`bundle.registration.RegSettings` or its dict."""
         self = cls.__new__(cls)
+        self.names = {"model": "(given network)", "seg_model": "(given network)"}
         self._setup(net, settings, seg, device, size, refine_steps, fix_folds)
         return self
+
+    def options(self) -> dict:
+        """The settings that decide this registrar's fields (written into each pair's ``metrics.json``)."""
+        from . import __version__
+
+        fix = self.settings.fix_folds if self.fix_folds is None else self.fix_folds
+        return {**self.names, "size": self.size, "refine": self.refine_steps,
+                "refine_mask_weight": self.refine_mask_weight, "refine_distance_weight": self.refine_distance_weight,
+                "fix_folds": bool(fix), "version": __version__}
 
     @torch.no_grad()
     def lung_mask(self, img01: torch.Tensor) -> torch.Tensor:
@@ -236,7 +247,8 @@ def _itk_geometry(path: str | os.PathLike, shape):
     return np.zeros(2), np.ones(2), np.eye(2)
 
 
-def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False) -> Path:
+def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False,
+                  options: dict | None = None) -> Path:
     """Write warped, ddf.nii.gz, jacobian.nii.gz, warped_mask.png, overlay.png, metrics.json atomically."""
     import itk
 
@@ -279,8 +291,10 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
         tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
              [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
-        (tmp / "metrics.json").write_text(json.dumps({"fixed": str(fixed_path), "moving": str(moving_path),
-                                                      **metrics_of(res)}, indent=2))
+        info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics_of(res)}
+        if options:
+            info["options"] = options
+        (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
     return out
 
 
@@ -327,7 +341,7 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
                     raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
             res = reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
             dest = Path(out_dir) if single else Path(out_dir) / name
-            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite)
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite, options=reg.options())
             status.append({"pair": name, "ok": True, "out": str(dest), **metrics_of(res)})
         except InputError as e:
             if strict:

@@ -41,6 +41,12 @@ def test_register_pair_outputs_and_itk(tmp_path, models):
     assert warped.shape == (96, 80)  # on the fixed grid, non-square kept
     m = json.loads((out / "metrics.json").read_text())
     assert set(m) >= {"jac", "jac_pct", "dsc", "hd", "assd"} and m["jac"] == 0  # integrated field: no folds
+    from bundle import __version__
+
+    opts = dict(m["options"])
+    assert isinstance(opts.pop("fix_folds"), bool)  # the toy model's own setting (values: the fix-folds test)
+    assert opts == {"model": str(models / "reg.pt"), "seg_model": str(models / "seg.pt"), "size": 256, "refine": 0,
+                    "refine_mask_weight": 1.0, "refine_distance_weight": 0.0, "version": __version__}
     # ITK applies ddf.nii.gz (physical displacement, fixed grid) to the moving image and gets warped back
     VF = itk.Image[itk.Vector[itk.F, 2], 2]
     field = itk.imread(str(out / "ddf.nii.gz"), itk.Vector[itk.F, 2])
@@ -127,6 +133,8 @@ def test_fix_folds_flag_on_a_real_pair_that_folds(tmp_path):
     off = json.loads((tmp_path / "off" / "metrics.json").read_text())
     on = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert "folds_removed" not in off and off["jac"] > 100  # not run: the key is absent, not 0
+    assert off["options"]["fix_folds"] is False and on["options"]["fix_folds"] is True
+    assert on["options"]["model"] == "universal" and on["options"]["seg_model"] == "universal"
     assert on["jac"] == 0 and on["folds_removed"] == off["jac"]
     with pytest.raises(SystemExit):
         main(["register", *args, "--out", str(tmp_path / "x"), "--fix-folds", "maybe"])
