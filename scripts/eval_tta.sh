@@ -7,12 +7,7 @@
 # Writes docs/results/registration/<DS>_universal_df1_seg*tta*/ and <DS>_universal_df1_segDS256_refine*/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-R=docs/results/registration
-row() {  # name dataset args...
-  local name=$1 ds=$2; shift 2
-  cxreg evaluate --method ours --dataset "$ds" --model universal --quiet --overwrite --fix-folds on \
-    --out "$R/${ds}_${name}" "$@" | sed -n 2p | sed "s/^/$ds ${name}: /"
-}
+source scripts/universal_rows.sh
 for DS in ${*:-JSRT MONT SHEN}; do
   SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
   row universal_df1_seg256tta "$DS" --seg-model universal256@tta
