@@ -240,6 +240,17 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
     return net.to(device).eval(), s
 
 
+def _bundle_names(root: Path) -> dict:
+    """``{"model", "seg_model"}`` naming an exported bundle's weights, e.g. ``bundle cxreg_registration_jsrt
+    0.5.2: models/model.pt``, for the ``options`` in each pair's ``metrics.json``."""
+    try:
+        meta = json.loads((root / "configs" / "metadata.json").read_text())
+        tag = f"bundle {meta.get('name', root.name)} {meta.get('version', '')}".rstrip()
+    except (OSError, ValueError):
+        tag = f"bundle {root.name}"
+    return {"model": f"{tag}: models/model.pt", "seg_model": f"{tag}: models/segmentation.pt"}
+
+
 def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
                      fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
                      refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None) -> list[dict]:
@@ -259,7 +270,8 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
         registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
                                                     refine_steps=refine_steps,
-                                                    fix_folds=reg_mod.fix_folds_arg(fix_folds))
+                                                    fix_folds=reg_mod.fix_folds_arg(fix_folds),
+                                                    names=_bundle_names(root))
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                         overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,

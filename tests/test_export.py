@@ -204,8 +204,14 @@ def test_download_and_register_without_cxreg(dist, pair, tmp_path):
         assert np.array_equal(load_image(res / name / "warped_mask.png"), load_image(ref / name / "warped_mask.png"))
         got, want = (json.loads((d / name / "metrics.json").read_text()) for d in (res, ref))
         assert got.keys() == want.keys()
-        for k in set(got) - {"fixed", "moving"}:
+        for k in set(got) - {"fixed", "moving", "options"}:
             assert got[k] == pytest.approx(want[k], abs=1e-5), k
+        # the same settings; the bundle names its own weight files where `cxreg register` names the model
+        assert {k: v for k, v in got["options"].items() if k not in ("model", "seg_model")} == \
+            {k: v for k, v in want["options"].items() if k not in ("model", "seg_model")}
+        assert want["options"]["model"] == "JSRT"
+        assert got["options"]["model"].startswith("bundle ") and got["options"]["model"].endswith("models/model.pt")
+        assert got["options"]["seg_model"].endswith("models/segmentation.pt")
 
 
 @needs_weights
