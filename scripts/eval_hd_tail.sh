@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Rows of docs/registration.md "Closing the JSRT HD gap (0.5.3)": the shipped universal registration model with
+# the DS256@tta lung masks and 20 refinement steps, a heavier mask term (--refine-mask-weight 40, 80) and the
+# refinement on the full 256 x 256 grid (--refine-size 256) instead of 128. All ordered test pairs at 256 x 256.
+#   bash scripts/eval_hd_tail.sh [DATASETS...]     (default JSRT; ~25 min for JSRT, 2 + 12 min for MONT and SHEN's 2000 pairs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/universal_rows.sh
+for DS in ${*:-JSRT}; do
+  SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
+  row universal_df1_segDS256tta_refine20_mw40 "$DS" --seg-model "${DS}256@tta" --refine 20 --refine-mask-weight 40 \
+    "${SAMPLE[@]}"
+  row universal_df1_segDS256tta_refine20_mw80 "$DS" --seg-model "${DS}256@tta" --refine 20 --refine-mask-weight 80 \
+    "${SAMPLE[@]}"
+  [ "$DS" = JSRT ] || continue
+  row universal_df1_segDS256tta_refine20_mw20_rs256 "$DS" --seg-model "${DS}256@tta" --refine 20 \
+    --refine-mask-weight 20 --refine-size 256 "${SAMPLE[@]}"
+done
