@@ -256,6 +256,7 @@ def test_torch_mask_cleaning_equals_monai():
     got = clean_masks_torch(x)
     assert got.shape == ref.shape and ref.sum() > 0 and not torch.equal(ref, x)
     assert torch.equal(got, ref)
+    assert type(ref) is torch.Tensor  # not a MONAI MetaTensor, whose metadata would follow every later op
 
 
 def test_torch_boundary_distances_equal_monai():
