@@ -168,6 +168,8 @@ def _cmd_info(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .refine import DEFAULT_MASK_WEIGHT
+
     p = argparse.ArgumentParser(prog="cxreg", description="Deformable registration of 2D chest X-rays (MONAI bundles).")
     p.add_argument("--version", action="version", version=f"cxreg {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
@@ -182,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "masks (oracle)")
     e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
-    e.add_argument("--refine-mask-weight", type=float, default=1.0, help="ours: weight of the lung-mask overlap term "
-                   "of the refinement (image similarity 1, smoothness 0.5)")
+    e.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="ours: weight of the "
+                   "lung-mask overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, "
+                   "1 before 0.5.3)")
     e.add_argument("--refine-distance-weight", type=float, default=0.0, help="ours: weight of the refinement's "
                    "boundary term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
@@ -214,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--moving-mask", default=None, help="lung mask of the moving image (else predicted)")
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
-    g.add_argument("--refine-mask-weight", type=float, default=1.0, help="weight of the lung-mask overlap term of "
-                   "the refinement (image similarity 1, smoothness 0.5)")
+    g.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
+                   "overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, 1 before "
+                   "0.5.3)")
     g.add_argument("--refine-distance-weight", type=float, default=0.0, help="weight of the refinement's boundary "
                    "term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])

@@ -242,7 +242,7 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
 
 def _bundle_names(root: Path) -> dict:
     """``{"model", "seg_model"}`` naming an exported bundle's weights, e.g. ``bundle cxreg_registration_jsrt
-    0.5.2: models/model.pt``, for the ``options`` in each pair's ``metrics.json``."""
+    0.5.3: models/model.pt``, for the ``options`` in each pair's ``metrics.json``."""
     try:
         meta = json.loads((root / "configs" / "metadata.json").read_text())
         tag = f"bundle {meta.get('name', root.name)} {meta.get('version', '')}".rstrip()

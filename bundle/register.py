@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_dicom, is_nifti, load_image, load_mask, save_image, stem
 from .metrics import pair_metrics
+from .refine import DEFAULT_MASK_WEIGHT
 from .spatial import jacobian_determinant, remove_folds, resize_image
 
 # The model users get unless they choose: trained on all three datasets, within 0.005 DSC of each dataset's own
@@ -61,13 +62,14 @@ class Registrar:
         device: ``cpu`` or ``cuda``.
         size: working grid of the masks and of the field output (256).
         refine_steps: test-time refinement steps (0 = off).
-        refine_mask_weight: weight of the lung-mask overlap term of the refinement (1.0; image similarity 1).
+        refine_mask_weight: weight of the lung-mask overlap term of the refinement
+            (:data:`bundle.refine.DEFAULT_MASK_WEIGHT`, 40; image similarity 1; 1.0 before 0.5.3).
         refine_distance_weight: weight of the refinement's boundary term (0 = off; :mod:`bundle.refine`).
         fix_folds: remove the field's folds (:func:`bundle.spatial.remove_folds`); None = the model's setting.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, seg_model=None, device: str = "cpu", size: int = 256,
-                 refine_steps: int = 0, fix_folds: bool | None = None, refine_mask_weight: float = 1.0,
+                 refine_steps: int = 0, fix_folds: bool | None = None, refine_mask_weight: float = DEFAULT_MASK_WEIGHT,
                  refine_distance_weight: float = 0.0):
         from .priors import load_segmentation
         from .registration import load_registration
@@ -80,7 +82,7 @@ class Registrar:
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds,
                     refine_mask_weight, refine_distance_weight)
 
-    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=1.0,
+    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=DEFAULT_MASK_WEIGHT,
                refine_distance_weight=0.0) -> None:
         from .registration import RegSettings
 
@@ -303,7 +305,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
 def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu", overwrite=False, progress=True,
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
                    strict: bool = False, registrar: Registrar | None = None, check_out: bool = True,
-                   fix_folds: bool | None = None, refine_mask_weight: float = 1.0,
+                   fix_folds: bool | None = None, refine_mask_weight: float = DEFAULT_MASK_WEIGHT,
                    refine_distance_weight: float = 0.0) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself

@@ -20,7 +20,7 @@ for DS in ${*:-JSRT MONT SHEN}; do
   SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
   row universal "$DS" --model universal --seg-model universal
   row universal_ens "$DS" --model universal --seg-model "$DS+universal"
-  row "universal_ens_refine$REFINE" "$DS" --model universal --seg-model "$DS+universal" --refine "$REFINE" "${SAMPLE[@]}"
+  row "universal_ens_refine$REFINE" "$DS" --model universal --seg-model "$DS+universal" --refine "$REFINE" --refine-mask-weight 1 "${SAMPLE[@]}"
   row shipped_ens "$DS" --model "$DS" --seg-model "$DS+universal"
   cp "$R/${DS}_diffeo/train_summary.json" "$R/${DS}_shipped_ens/train_summary.json" 2>/dev/null || true
 done

@@ -29,9 +29,9 @@ for DS in ${*:-JSRT MONT SHEN}; do
                     row universal_u2 "$DS" --model universal --seg-model "universal+$U2" ;;
       shipped) row shipped "$DS" --model "$DS" --seg-model "$DS" ;;
       shipped_ens) row shipped_ens "$DS" --model "$DS" --seg-model "$DS+universal" ;;
-      shipped_refine20) row shipped_refine20 "$DS" --model "$DS" --seg-model "$DS" --refine 20 "${SAMPLE[@]}" ;;
+      shipped_refine20) row shipped_refine20 "$DS" --model "$DS" --seg-model "$DS" --refine 20 --refine-mask-weight 1 "${SAMPLE[@]}" ;;
       universal_ens_refine20) row universal_ens_refine20 "$DS" --model universal --seg-model "$DS+universal" \
-                                --refine 20 "${SAMPLE[@]}" ;;
+                                --refine 20 --refine-mask-weight 1 "${SAMPLE[@]}" ;;
     esac
   done
 done

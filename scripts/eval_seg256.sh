@@ -14,8 +14,8 @@ for DS in ${*:-JSRT MONT SHEN}; do
   SAMPLE=(); [ "$DS" = SHEN ] && SAMPLE=(--max-pairs 2000 --seed 0)
   row universal_df1_seg256 "$DS" --seg-model universal256
   row universal_df1_seg256_ens "$DS" --seg-model "$DS+universal256"
-  row universal_df1_seg256_refine20 "$DS" --seg-model universal256 --refine 20 "${SAMPLE[@]}"
+  row universal_df1_seg256_refine20 "$DS" --seg-model universal256 --refine 20 --refine-mask-weight 1 "${SAMPLE[@]}"
   row universal_df1_segDS256 "$DS" --seg-model "${DS}256"
-  [ "$DS" = JSRT ] && row universal_df1_segDS256_refine20 "$DS" --seg-model "${DS}256" --refine 20
+  [ "$DS" = JSRT ] && row universal_df1_segDS256_refine20 "$DS" --seg-model "${DS}256" --refine 20 --refine-mask-weight 1
   row universal_df1_segDS256_refine20_mw3 "$DS" --seg-model "${DS}256" --refine 20 --refine-mask-weight 3 "${SAMPLE[@]}"
 done

@@ -10,7 +10,7 @@ REFINE=${REFINE:-20}
 for DS in ${*:-JSRT MONT SHEN}; do
   for R in 0 "$REFINE"; do
     OUT="docs/results/registration/${DS}_shipped$([ "$R" = 0 ] || echo "_refine$R")"
-    cxreg evaluate --method ours --dataset "$DS" --refine "$R" --quiet --overwrite --out "$OUT" | sed -n 2p
+    cxreg evaluate --method ours --dataset "$DS" --refine "$R" --refine-mask-weight 1 --quiet --overwrite --out "$OUT" | sed -n 2p
     [ -f "docs/results/registration/${DS}_diffeo/train_summary.json" ] && \
       cp "docs/results/registration/${DS}_diffeo/train_summary.json" "$OUT/train_summary.json"
   done

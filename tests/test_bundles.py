@@ -179,6 +179,6 @@ def test_registration_bundle_train_resume_and_evaluate(toy, tmp_path):
     from bundle import __version__
 
     assert s["options"] == {"method": "ours", "model": str(model), "seg_model": "(the model's own)", "refine": 0,
-                            "refine_size": 128, "refine_mask_weight": 1.0, "refine_distance_weight": 0.0,
+                            "refine_size": 128, "refine_mask_weight": 40.0, "refine_distance_weight": 0.0,
                             "fix_folds": "(the model's setting)",
                             "version": __version__}

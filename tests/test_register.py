@@ -46,7 +46,7 @@ def test_register_pair_outputs_and_itk(tmp_path, models):
     opts = dict(m["options"])
     assert isinstance(opts.pop("fix_folds"), bool)  # the toy model's own setting (values: the fix-folds test)
     assert opts == {"model": str(models / "reg.pt"), "seg_model": str(models / "seg.pt"), "size": 256, "refine": 0,
-                    "refine_mask_weight": 1.0, "refine_distance_weight": 0.0, "version": __version__}
+                    "refine_mask_weight": 40.0, "refine_distance_weight": 0.0, "version": __version__}
     # ITK applies ddf.nii.gz (physical displacement, fixed grid) to the moving image and gets warped back
     VF = itk.Image[itk.Vector[itk.F, 2], 2]
     field = itk.imread(str(out / "ddf.nii.gz"), itk.Vector[itk.F, 2])
