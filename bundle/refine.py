@@ -59,8 +59,8 @@ def boundary_term(warped: torch.Tensor, fixed_attn: torch.Tensor, dist: torch.Te
     return cost.flatten(1).sum(1) / fixed_attn.flatten(1).sum(1).clamp_min(1.0)
 
 
-def refine_loss(param, moving_in, fixed_in, moving_attn, fixed_attn, settings, affine=None, w_img=1.0, w_mask=DEFAULT_MASK_WEIGHT,
-                w_smooth=0.5, w_dist=0.0, fixed_dist=None) -> torch.Tensor:
+def refine_loss(param, moving_in, fixed_in, moving_attn, fixed_attn, settings, affine=None, w_img=1.0,
+                w_mask=DEFAULT_MASK_WEIGHT, w_smooth=0.5, w_dist=0.0, fixed_dist=None) -> torch.Tensor:
     """Per-pair loss (B,) of a residual/velocity ``param`` (B, 2, S, S); images and masks at size S.
     ``w_dist > 0`` adds the boundary term, with ``fixed_dist`` = :func:`border_distances` of ``fixed_attn``
     (computed here if not given)."""

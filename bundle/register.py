@@ -69,8 +69,8 @@ class Registrar:
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, seg_model=None, device: str = "cpu", size: int = 256,
-                 refine_steps: int = 0, fix_folds: bool | None = None, refine_mask_weight: float = DEFAULT_MASK_WEIGHT,
-                 refine_distance_weight: float = 0.0):
+                 refine_steps: int = 0, fix_folds: bool | None = None,
+                 refine_mask_weight: float = DEFAULT_MASK_WEIGHT, refine_distance_weight: float = 0.0):
         from .priors import load_segmentation
         from .registration import load_registration
 
@@ -82,8 +82,8 @@ class Registrar:
         self._setup(net, settings, load_segmentation(seg_model, device), device, size, refine_steps, fix_folds,
                     refine_mask_weight, refine_distance_weight)
 
-    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None, refine_mask_weight=DEFAULT_MASK_WEIGHT,
-               refine_distance_weight=0.0) -> None:
+    def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None,
+               refine_mask_weight=DEFAULT_MASK_WEIGHT, refine_distance_weight=0.0) -> None:
         from .registration import RegSettings
 
         self.net = net.to(device).eval()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rows of docs/registration.md "Heavier mask terms (0.5.3)": the refinement's mask weight with the *default*
+# Rows of docs/registration.md "Heavier mask terms, once more; ... (since 0.5.3)", last bullet: the refinement's mask weight with the *default*
 # lung masks (the universal segmentation at 128): --refine 20 with --refine-mask-weight 1 (the old default),
 # 40 and 80, on all ordered test pairs at 256 x 256 (SHEN: the seeded 2000-pair sample).
 #   bash scripts/eval_refine_default.sh [DATASETS...]     (default JSRT MONT; ~4 min per JSRT row, 1 per MONT row)

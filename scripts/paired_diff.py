@@ -57,17 +57,21 @@ def main(argv=None) -> int:
         d = xb - xa
         boot = [float((xb * w).sum() / w.sum()) for w in weights if w.sum() > 0]
         lo, hi = np.percentile(boot, [2.5, 97.5])
-        better = int((d < 0).sum() if LOWER_IS_BETTER.get(m, True) else (d > 0).sum())
-        worse = int((d > 0).sum() if LOWER_IS_BETTER.get(m, True) else (d < 0).sum())
+        low = LOWER_IS_BETTER.get(m, True)
+        better, worse = (int((d < 0).sum()), int((d > 0).sum()))[:: 1 if low else -1]
         line = (f"  {m}: A {xa.mean():.4f}  B {xb.mean():.4f}  B-A {d.mean():+.4f} (SE {d.std(ddof=1) / np.sqrt(len(d)):.4f})"
                 f"  B better on {better}, worse on {worse}  B 95% image-bootstrap [{lo:.4f}, {hi:.4f}]")
         if m in targets:
             t = targets[m]
-            side = (hi < t) if LOWER_IS_BETTER.get(m, True) else (lo > t)
-            mean_ok = (xb.mean() <= t) if LOWER_IS_BETTER.get(m, True) else (xb.mean() >= t)
-            line += f"  target {t}: mean {'meets' if mean_ok else 'misses'} it, " + \
-                ("the whole interval does" if side else "the interval straddles it" if mean_ok or lo <= t <= hi
-                 else "the whole interval misses it")
+            side = hi < t if low else lo > t
+            mean_ok = xb.mean() <= t if low else xb.mean() >= t
+            if side:
+                where = "the whole interval does"
+            elif mean_ok or lo <= t <= hi:
+                where = "the interval straddles it"
+            else:
+                where = "the whole interval misses it"
+            line += f"  target {t}: mean {'meets' if mean_ok else 'misses'} it, {where}"
         print(line)
     return 0
 
