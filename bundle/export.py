@@ -240,14 +240,11 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
     return net.to(device).eval(), s
 
 
-def _bundle_names(root: Path) -> dict:
-    """``{"model", "seg_model"}`` naming an exported bundle's weights, e.g. ``bundle cxreg_registration_jsrt
-    0.5.3: models/model.pt``, for the ``options`` in each pair's ``metrics.json``."""
-    try:
-        meta = json.loads((root / "configs" / "metadata.json").read_text())
-        tag = f"bundle {meta.get('name', root.name)} {meta.get('version', '')}".rstrip()
-    except (OSError, ValueError):
-        tag = f"bundle {root.name}"
+def _bundle_names(meta: dict, root: Path) -> dict:
+    """``{"model", "seg_model"}`` naming an exported bundle's weights from its metadata (as
+    :func:`check_weights` returns it), e.g. ``bundle <name> 0.5.3: models/model.pt``, for the ``options`` in
+    each pair's ``metrics.json``."""
+    tag = f"bundle {meta.get('name', root.name)} {meta.get('version', '')}".rstrip()
     return {"model": f"{tag}: models/model.pt", "seg_model": f"{tag}: models/segmentation.pt"}
 
 
@@ -261,7 +258,7 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
     try:
         _use_fallbacks()
         root = Path(bundle_root)
-        check_weights(root)
+        meta = check_weights(root)
         from . import register as reg_mod
         from .workflow import load_weights
 
@@ -271,7 +268,7 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
                                                     refine_steps=refine_steps,
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),
-                                                    names=_bundle_names(root))
+                                                    names=_bundle_names(meta, root))
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                         overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
