@@ -8,6 +8,7 @@ One run measures, on the test split of one dataset (256 x 256 images):
   warp the true moving mask and score it (DSC, HD, ASSD, folding) -- what ``cxreg register`` does per pair;
 - **ours, batched, all ordered pairs**: load the split once, predict each image's lung mask once, then fields,
   warps and metrics in batches of :attr:`bundle.registration.OursMethod.batch_size` (the ``cxreg evaluate`` path);
+- both ours rows with ``--refine N`` test-time refinement steps per pair if asked (``cxreg register --refine N``);
 - **elastix** (default B-spline map) and **ANTs SyN** per pair, through the same load/warp/score code;
 - **training throughput**: pairs/s of the registration bundle (``configs/train.json``, 64 x 64) and images/s of
   the segmentation bundle, timed over real ``SupervisedTrainer`` iterations after a warm-up;
@@ -39,6 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .refine import DEFAULT_MASK_WEIGHT
 
 __all__ = ["add_parser", "run_benchmark", "render_markdown", "bar_chart", "time_stats", "training_history",
            "machine_info"]
@@ -129,6 +132,14 @@ def _top_functions(prof: cProfile.Profile, n_pairs: int, top: int = 12) -> list[
 
 
 # ------------------------------------------------------------------------------------------------ workers
+def _no_grad(a: dict):
+    """``torch.inference_mode()`` (as the timings before 0.5.4), or ``torch.no_grad()`` with refinement: its
+    gradient steps cannot run on inference tensors."""
+    import torch
+
+    return torch.no_grad() if a.get("refine", 0) else torch.inference_mode()
+
+
 def _worker_ours_b1(a: dict) -> dict:
     """Ours per pair, batch 1, end to end, with a stage breakdown and a cProfile of ``profile_pairs`` pairs."""
     import torch
@@ -138,7 +149,8 @@ def _worker_ours_b1(a: dict) -> dict:
 
     ids, pairs, root = _pairs(a)
     t0 = time.perf_counter()
-    reg = Registrar(a["model"], seg_model=a["seg_model"], device=a["device"])
+    reg = Registrar(a["model"], seg_model=a["seg_model"], device=a["device"], refine_steps=a.get("refine", 0),
+                    refine_mask_weight=a.get("refine_mask_weight", DEFAULT_MASK_WEIGHT))
     setup_s = time.perf_counter() - t0
 
     def one(mi: int, fi: int) -> tuple[list[float], dict]:
@@ -157,7 +169,7 @@ def _worker_ours_b1(a: dict) -> dict:
         t.append(time.perf_counter())
         return [1000 * (t[k + 1] - t[k]) for k in range(4)], met
 
-    with torch.inference_mode():
+    with _no_grad(a):
         one(*pairs[0])  # warm-up (first-call allocations, lazy initialisation), not timed
         stages, mets = [], []
         for mi, fi in pairs:
@@ -187,9 +199,10 @@ def _worker_ours_batched(a: dict) -> dict:
     from .spatial import warp
 
     t0 = time.perf_counter()
-    method = OursMethod(a["model"], seg_model=a["seg_model"], device=a["device"])
+    method = OursMethod(a["model"], seg_model=a["seg_model"], device=a["device"], refine_steps=a.get("refine", 0),
+                        refine_weights={"w_mask": a.get("refine_mask_weight", DEFAULT_MASK_WEIGHT)})
     setup_s = time.perf_counter() - t0
-    with torch.inference_mode():
+    with _no_grad(a):
         # warm-up on a throw-away batch of random images (no data seen), not timed
         x = torch.rand(2, 1, 256, 256)
         method.attn = torch.ones(2, 1, 256, 256)
@@ -393,9 +406,10 @@ def pipeline_minutes(dataset: str, runs_dir: str | os.PathLike) -> dict:
 def run_benchmark(dataset: str = "JSRT", pairs: int = 20, data_dir=None, model=None, seg_model=None, ae_model=None,
                   device: str = "cpu", seed: int = 0, train_iters: int = 20, training: bool = True,
                   methods: tuple[str, ...] = CLASSICAL, profile_pairs: int = 5, runs_dir=None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, refine: int = 0, refine_mask_weight: float = DEFAULT_MASK_WEIGHT) -> dict:
     """Run every measurement (each in its own process) and return the results dict that
-    :func:`render_markdown` and :func:`bar_chart` draw."""
+    :func:`render_markdown` and :func:`bar_chart` draw. ``refine`` > 0 times ours with that many test-time
+    refinement steps per pair (``refine_mask_weight`` as ``cxreg register --refine-mask-weight``)."""
     from .data import REPO_ROOT, resolve_data_dir, split_ids
 
     data_dir = str(resolve_data_dir(data_dir))
@@ -404,13 +418,17 @@ def run_benchmark(dataset: str = "JSRT", pairs: int = 20, data_dir=None, model=N
         raise ValueError(f"{dataset}: the test split needs at least 2 images, has {n_test}")
     if pairs < 1:
         raise ValueError(f"--pairs {pairs}: need at least 1")
+    if refine < 0:
+        raise ValueError(f"--refine {refine}: need 0 (off) or more steps")
     args = {"dataset": dataset, "data_dir": data_dir, "pairs": pairs, "seed": seed, "device": device,
             "model": str(model or dataset), "seg_model": str(seg_model or dataset),
             "ae_model": None if ae_model is None and dataset not in ("JSRT", "MONT", "SHEN") else (ae_model or dataset),
-            "profile_pairs": profile_pairs, "train_iters": train_iters}
+            "profile_pairs": profile_pairs, "train_iters": train_iters, "refine": int(refine),
+            "refine_mask_weight": float(refine_mask_weight)}
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     res: dict = {"dataset": dataset, "pairs": pairs, "seed": seed, "device": device, "test_images": n_test,
-                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "model": args["model"], "seg_model": args["seg_model"],
+                 "refine": int(refine), "refine_mask_weight": float(refine_mask_weight)}
     t0 = time.perf_counter()
     say(f"benchmark: ours, batch 1, {pairs} pairs ...")
     res["ours_b1"] = _spawn("ours_b1", args)
@@ -466,6 +484,11 @@ def render_markdown(res: dict, chart: str | None = None, command: str | None = N
           f"ITK threads={mc.get('itk_threads') or 'ITK default'}, device {res['device']}"
           + (f" ({mc['gpu']})" if mc.get("gpu") else "") + f"; run started {res['started']}, took "
           f"{res['wall_s'] / 60:.1f} min.", ""]
+    if "model" in res:  # reports before 0.5.4 did not record the settings
+        ref = (f"{res['refine']} steps per pair at 128 x 128 (mask weight {res['refine_mask_weight']:g})"
+               if res.get("refine") else "off")
+        L += [f"Ours: registration model `{res['model']}`, lung masks `{res['seg_model']}`, test-time refinement: "
+              f"{ref}.", ""]
     if command:
         L += ["Made with:", "", "```", command, "```", ""]
     b1, bat = res["ours_b1"], res.get("ours_batched", {})
@@ -630,6 +653,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-training", action="store_true", help="skip the training throughput")
     p.add_argument("--profile-pairs", type=int, default=5, help="pairs profiled with cProfile")
     p.add_argument("--runs-dir", default=None, help="where training runs are (default: <repo>/runs)")
+    p.add_argument("--refine", type=int, default=0, help="time ours with this many test-time refinement steps per "
+                   "pair (0 = off)")
+    p.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the refinement's "
+                   "lung-mask term (as cxreg register; default %(default)g)")
     p.add_argument("--note", default=None, help="a line printed in bold under the title")
     p.add_argument("--json", default=None, help="also write the raw results to this JSON file")
     p.add_argument("--quiet", action="store_true")
@@ -645,7 +672,8 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     if out.suffix.lower() != ".md":
         raise ValueError(f"--out {out}: expected a Markdown file path ending in .md")
     res = run_benchmark(a.dataset, a.pairs, a.data_dir, a.model, a.seg_model, a.ae_model, a.device, a.seed,
-                        a.train_iters, not a.no_training, methods, a.profile_pairs, a.runs_dir, progress=not a.quiet)
+                        a.train_iters, not a.no_training, methods, a.profile_pairs, a.runs_dir, progress=not a.quiet,
+                        refine=a.refine, refine_mask_weight=a.refine_mask_weight)
     chart = bar_chart(res, out.parent / "img" / f"benchmark_{a.dataset}.png")
     command = "cxreg benchmark " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else None
     md = render_markdown(res, chart=os.path.relpath(chart, out.parent), command=command, note=a.note)

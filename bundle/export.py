@@ -240,35 +240,70 @@ def load_any_registration(path: str | os.PathLike, settings: dict, device="cpu")
     return net.to(device).eval(), s
 
 
-def _bundle_names(meta: dict, root: Path) -> dict:
+def _bundle_names(meta: dict, root: Path, seg_models=("segmentation.pt",), seg_tta: bool = False) -> dict:
     """``{"model", "seg_model"}`` naming an exported bundle's weights from its metadata (as
     :func:`check_weights` returns it), e.g. ``bundle <name> 0.5.3: models/model.pt``, for the ``options`` in
-    each pair's ``metrics.json``."""
+    each pair's ``metrics.json``; lung-mask ensembles and TTA are written as ``cxreg register`` takes them,
+    ``models/segmentation.pt+models/segmentation_2.pt@tta``."""
     tag = f"bundle {meta.get('name', root.name)} {meta.get('version', '')}".rstrip()
-    return {"model": f"{tag}: models/model.pt", "seg_model": f"{tag}: models/segmentation.pt"}
+    seg = "+".join(f"models/{f}" for f in seg_models) + ("@tta" if seg_tta else "")
+    return {"model": f"{tag}: models/model.pt", "seg_model": f"{tag}: {seg}"}
+
+
+def _bundle_segmentation(root: Path, seg_network, seg_models, seg_tta: bool) -> torch.nn.Module:
+    """The lung-mask model of an exported bundle: ``seg_network`` loaded from the first of ``seg_models``
+    (files in ``models/``), further members in fresh copies of it averaged (:class:`SegEnsemble`), and
+    wrapped in :class:`SegShiftTTA` when ``seg_tta``; each member keeps the working size stored in its weights."""
+    import copy
+
+    from .networks.segmentation import SegEnsemble, SegShiftTTA
+    from .workflow import load_weights
+
+    nets = []
+    for i, f in enumerate(seg_models):
+        net = seg_network if i == 0 else copy.deepcopy(seg_network)
+        net.load_state_dict(load_weights(root / "models" / f))
+        nets.append(net)
+    seg = nets[0] if len(nets) == 1 else SegEnsemble(nets)
+    return SegShiftTTA(seg) if seg_tta else seg
 
 
 def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
                      fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
-                     refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None) -> list[dict]:
+                     refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
+                     seg_models=("segmentation.pt",), seg_tta: bool = False,
+                     refine_mask_weight: float | None = None) -> list[dict]:
     """What an exported registration bundle's ``inference`` runs: ``cxreg register``'s outputs for one pair
     (``--moving M --fixed F``) or a pairs CSV (``--pairs_csv``), with the bundle's own weights
-    (``models/model.pt``, ``models/segmentation.pt``) after their SHA-256 check. Errors: one line on stderr
-    and exit status 1 (a traceback with ``--debug True``)."""
+    (``models/model.pt`` and the lung-mask model(s) ``seg_models`` in ``models/``, averaged if several, with
+    shift TTA if ``seg_tta``) after their SHA-256 check; ``refine_steps`` test-time refinement steps with
+    ``refine_mask_weight`` (None = ``cxreg register``'s default). Errors: one line on stderr and exit status 1
+    (a traceback with ``--debug True``)."""
     try:
         _use_fallbacks()
         root = Path(bundle_root)
         meta = check_weights(root)
         from . import register as reg_mod
+        from .refine import DEFAULT_MASK_WEIGHT
         from .workflow import load_weights
 
         device = str(device)
+        seg_models = [seg_models] if isinstance(seg_models, str) else list(seg_models)
+        if not seg_models:
+            raise InputError(f"{root / 'configs' / 'inference.json'}: seg_models is empty (name at least one file "
+                             "in models/)")
+        unlisted = [f for f in seg_models if f"models/{f}" not in meta.get(HASH_KEY, {})]
+        if unlisted:
+            raise InputError(f"{root / 'configs' / 'metadata.json'}: seg_models {unlisted} have no SHA-256 in "
+                             f"'{HASH_KEY}' (only the bundle's own, checked weights are loaded)")
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
-        seg_network.load_state_dict(load_weights(root / "models" / "segmentation.pt"))
-        registrar = reg_mod.Registrar.from_networks(network, settings, seg_network, device=device,
-                                                    refine_steps=refine_steps,
+        seg = _bundle_segmentation(root, seg_network, seg_models, bool(seg_tta))
+        w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
+        registrar = reg_mod.Registrar.from_networks(network, settings, seg.to(device).eval(), device=device,
+                                                    refine_steps=int(refine_steps),
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),
-                                                    names=_bundle_names(meta, root))
+                                                    names=_bundle_names(meta, root, seg_models, bool(seg_tta)),
+                                                    refine_mask_weight=w)
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                         overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
@@ -392,10 +427,73 @@ def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None 
     return out, str(p.relative_to(_SRC.parent)) if out else ""
 
 
-def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None) -> dict:
+def _same_weights(a, b) -> bool:
+    """Whether two registration/segmentation model names or paths resolve to the same weights file."""
+    from .priors import weights_path
+
+    try:
+        return Path(weights_path("registration", a)).resolve() == Path(weights_path("registration", b)).resolve()
+    except (InputError, OSError, ValueError):
+        return str(a) == str(b)
+
+
+def _same_seg(a, b) -> bool:
+    from .priors import ensemble_members, split_tta, weights_path
+
+    (ba, ta), (bb, tb) = split_tta(a), split_tta(b)
+    ma, mb = ensemble_members(ba) or [ba], ensemble_members(bb) or [bb]
+    if ta != tb or len(ma) != len(mb):
+        return False
+    try:
+        return all(Path(weights_path("segmentation", x)).resolve() == Path(weights_path("segmentation", y)).resolve()
+                   for x, y in zip(ma, mb))
+    except (InputError, OSError, ValueError):
+        return [str(x) for x in ma] == [str(y) for y in mb]
+
+
+def row_metrics(dataset: str, row: str, inference: dict, fix_folds: bool, results=None) -> tuple[dict, str]:
+    """(eval_metrics, source) of the results row ``docs/results/registration/<dataset>_<row>/summary.json``,
+    after checking that the row was measured with the bundle's settings (``inference``: ``model``,
+    ``seg_model``, ``refine_steps``, ``refine_mask_weight``; ``fix_folds``); InputError naming the file and the
+    first setting that differs."""
+    res = Path(results) if results else _SRC.parent / "docs" / "results"
+    p = res / "registration" / f"{dataset}_{row}" / "summary.json"
+    if not p.is_file():
+        raise InputError(f"{p}: no such results row (--metrics-row names a folder docs/results/registration/"
+                         f"{dataset}_<row>)")
+    s = json.loads(p.read_text())
+    o = s.get("options") or {}
+    if o.get("method") not in (None, "ours"):
+        raise InputError(f"{p}: measured with method {o.get('method')!r}, not ours")
+    diffs = []
+    if "model" in o and not _same_weights(o["model"], inference["model"]):
+        diffs.append(("model", o["model"], inference["model"]))
+    if "seg_model" in o and not _same_seg(o["seg_model"] or o.get("model"), inference["seg_model"]):
+        diffs.append(("seg_model", o["seg_model"], inference["seg_model"]))
+    if int(o.get("refine", 0)) != int(inference["refine_steps"]):
+        diffs.append(("refine", o.get("refine", 0), inference["refine_steps"]))
+    elif inference["refine_steps"] and (float(o.get("refine_mask_weight", 1.0)) != float(inference["refine_mask_weight"])
+                                        or o.get("refine_size", 128) != 128 or o.get("refine_distance_weight", 0.0)):
+        diffs.append(("refine_mask_weight / refine_size / refine_distance_weight",
+                      (o.get("refine_mask_weight", 1.0), o.get("refine_size", 128), o.get("refine_distance_weight", 0.0)),
+                      (inference["refine_mask_weight"], 128, 0.0)))
+    if o.get("fix_folds") in ("on", "off") and (o["fix_folds"] == "on") != bool(fix_folds):
+        diffs.append(("fix_folds", o["fix_folds"], "on" if fix_folds else "off"))
+    if diffs:
+        k, got, want = diffs[0]
+        raise InputError(f"{p}: measured with {k} {got!r}, the bundle runs {want!r} (choose the row that matches, or "
+                         "leave --metrics-row out)")
+    m = s["metrics"]
+    out = {f"{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m}
+    out.update({"test_pairs": s.get("n_pairs"), "units": s.get("units", "pixels"),
+                "images": f"{s.get('size', 256)}x{s.get('size', 256)}"})
+    return out, str(p.relative_to(_SRC.parent)) if p.is_relative_to(_SRC.parent) else str(p)
+
+
+def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None, metrics=None) -> dict:
     meta = _repo_cfg(kind, "metadata.json")
     v = _versions()
-    metrics, src = measured_metrics(kind, dataset, results)
+    metrics, src = metrics or measured_metrics(kind, dataset, results)
     meta.update({
         "version": version,
         "changelog": {version: meta.get("changelog", {}).get(version, f"cxreg {version}: model trained on {dataset}")},
@@ -426,9 +524,14 @@ def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None)
     return meta
 
 
-def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
+def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | None = None) -> dict[str, dict]:
     """The configs of an exported bundle, from the repository's (override files such as
-    ``multi_gpu_train.json`` are copied with the package name rewritten)."""
+    ``multi_gpu_train.json`` are copied with the package name rewritten); ``inference`` (registration) holds
+    the lung-mask files, TTA and refinement defaults of ``configs/inference.json``."""
+    from .refine import DEFAULT_MASK_WEIGHT
+
+    inference = {"seg_files": ["segmentation.pt"], "seg_tta": False, "refine_steps": 0,
+                 "refine_mask_weight": DEFAULT_MASK_WEIGHT, **(inference or {})}
     out = {}
     sub = _SRC.parent / "configs" / ("" if kind == "registration" else kind)
     for extra in ("multi_gpu_train.json", "multi_gpu_evaluate.json"):
@@ -449,13 +552,17 @@ def _configs(kind: str, dataset: str, settings: dict | None) -> dict[str, dict]:
             "moving": None, "fixed": None, "moving_mask": None, "fixed_mask": None, "pairs_csv": None,
             "output_dir": "$os.path.join(@bundle_root, 'eval')",
             "overwrite": False,
-            "refine_steps": 0,
+            "seg_models": list(inference["seg_files"]),
+            "seg_tta": bool(inference["seg_tta"]),
+            "refine_steps": int(inference["refine_steps"]),
+            "refine_mask_weight": float(inference["refine_mask_weight"]),
             "fix_folds": None,
             "debug": False,
             "run": [f"$scripts.{PACKAGE}.export.run_registration(@bundle_root, @network_def, @seg_network_def, "
                     "@settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, fixed_mask=@fixed_mask, "
                     "pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, overwrite=@overwrite, "
-                    "refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug)"],
+                    "refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug, seg_models=@seg_models, "
+                    "seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight)"],
             "inference": "%run",
         }
         tr = _rewrite(_repo_cfg(kind, "train.json"))
@@ -531,6 +638,15 @@ def _readme(kind: str, dataset: str, name: str, meta: dict) -> str:
                  f"{'on' if st['affine'] else 'off'}, " + (f"diffeomorphic (stationary velocity integrated by "
                  f"scaling and squaring, {st['int_steps']} steps)" if st["integrate"] else "displacement output")
                  + f", network {json.dumps(st['net'])}.")
+        inf = meta.get("_inference") or {}
+        if inf:
+            segs = " + ".join(f"`models/{f}`" for f in inf["seg_files"])
+            what += (f" Lung masks: {segs}" + (" (probabilities averaged)" if len(inf["seg_files"]) > 1 else "")
+                     + (", five shifted passes averaged (TTA)" if inf["seg_tta"] else "")
+                     + f" (`cxreg register --seg-model {inf['seg_model']}`). Test-time refinement: "
+                     + (f"{inf['refine_steps']} steps per pair, mask weight {inf['refine_mask_weight']:g} (set "
+                        "`--refine_steps 0` to turn it off)" if inf["refine_steps"] else "off (`--refine_steps 20` "
+                        "turns it on)") + ".")
     return f"""# {meta['name']}
 
 {meta['description']} (The docs/*.md files named here are in the cxreg repository.)
@@ -609,22 +725,39 @@ def _check(b: Path, schema: Path, shape: list[int]) -> str:
 
 def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", version: str | None = None,
                   model: str | os.PathLike | None = None, seg_model: str | os.PathLike | None = None,
-                  check: bool = True, overwrite: bool = False, results=None, log: list | None = None) -> Path:
-    """Write ``<out>/cxreg_<kind>_<dataset>_v<version>.zip`` and return its path.
+                  check: bool = True, overwrite: bool = False, results=None, log: list | None = None,
+                  refine_steps: int = 0, refine_mask_weight: float | None = None, metrics_row: str | None = None,
+                  name: str | None = None) -> Path:
+    """Write ``<out>/<name>_v<version>.zip`` (``name`` default ``cxreg_<kind>_<dataset>``) and return its path.
 
     ``model`` / ``seg_model`` default to the shipped ``models/<kind>_<dataset>.pt`` (and
-    ``models/segmentation_<dataset>.pt`` for registration). With ``check`` the bundle is verified before it
-    is zipped: ``verify_metadata`` (the repository's offline schema), ``verify_net_in_out``, and
-    ``ckpt_export`` (traced TorchScript ``models/model.ts``); their output is appended to ``log``.
+    ``models/segmentation_<dataset>.pt`` for registration). For registration ``seg_model`` takes what
+    ``cxreg register --seg-model`` takes, ensembles and TTA included (``"JSRT256@tta"``,
+    ``"SHEN256+universal256@tta"``): each member is shipped (``models/segmentation.pt``,
+    ``models/segmentation_2.pt``, ...), and ``refine_steps`` / ``refine_mask_weight`` become the defaults of
+    the bundle's ``inference.json``. ``metrics_row`` takes the bundle's metrics from
+    ``docs/results/registration/<dataset>_<row>`` after checking that the row used the same settings. With
+    ``check`` the bundle is verified before it is zipped: ``verify_metadata`` (the repository's offline
+    schema), ``verify_net_in_out``, and ``ckpt_export`` (traced TorchScript ``models/model.ts``); their output
+    is appended to ``log``.
     """
-    from .priors import shipped_name, weights_path
+    import re
+
+    from .priors import ensemble_members, shipped_name, split_tta, weights_path
+    from .refine import DEFAULT_MASK_WEIGHT
     from .workflow import load_weights, save_atomic
 
     if kind not in KINDS:
         raise InputError(f"unknown bundle kind {kind!r} (use one of {', '.join(KINDS)})")
+    if kind != "registration" and (refine_steps or refine_mask_weight is not None or metrics_row):
+        raise InputError(f"--refine, --refine-mask-weight and --metrics-row are for the registration bundle, not {kind}")
+    if refine_steps < 0:
+        raise InputError(f"--refine {refine_steps}: need 0 (off) or more steps")
     dataset = shipped_name(dataset) or dataset
     version = version or _repo_cfg(kind, "metadata.json")["version"]
-    name = bundle_name(kind, dataset)
+    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_]*", name):
+        raise InputError(f"--name {name!r}: use lower-case letters, digits and underscores (model-zoo names)")
+    name = name or bundle_name(kind, dataset)
     out = Path(out).resolve()
     zpath = out / f"{name}_v{version}.zip"
     if zpath.exists() and not overwrite:
@@ -648,15 +781,35 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
         for d in ("configs", "models", "docs", "scripts"):
             (b / d).mkdir(parents=True)
         save_atomic({k: v.detach().cpu() for k, v in load_weights(src).items()}, b / "models" / "model.pt")
+        inference, metrics = None, None
         if kind == "registration":
-            seg = weights_path("segmentation", seg_model or dataset)
-            save_atomic({k: v.detach().cpu() for k, v in load_weights(seg).items()}, b / "models" / "segmentation.pt")
+            spec = str(seg_model or dataset)
+            base, tta = split_tta(spec)
+            members = ensemble_members(base) or [base]
+            files = ["segmentation.pt"] + [f"segmentation_{i + 1}.pt" for i in range(1, len(members))]
+            for m, f in zip(members, files):
+                seg = weights_path("segmentation", m)
+                save_atomic({k: v.detach().cpu() for k, v in load_weights(seg).items()}, b / "models" / f)
+            inference = {"model": str(model or dataset), "seg_model": spec, "seg_files": files, "seg_tta": tta,
+                         "refine_steps": int(refine_steps),
+                         "refine_mask_weight": DEFAULT_MASK_WEIGHT if refine_mask_weight is None
+                         else float(refine_mask_weight)}
+            if metrics_row:
+                metrics = row_metrics(dataset, metrics_row, inference, settings.get("fix_folds", False), results)
         hashes = {f"models/{p.name}": sha256(p) for p in sorted((b / "models").glob("*.pt"))}
-        meta = _metadata(kind, dataset, version, hashes, results)
+        meta = _metadata(kind, dataset, version, hashes, results, metrics)
+        if inference:
+            meta["cxreg_inference"] = {k: inference[k] for k in ("model", "seg_model", "refine_steps",
+                                                                  "refine_mask_weight")}
+            if not _same_weights(inference["model"], dataset):  # e.g. the universal model in a JSRT bundle
+                meta["name"] = f"{_repo_cfg(kind, 'metadata.json')['name']}, {inference['model']} model, for {dataset}"
+            if inference["seg_model"] != dataset or refine_steps:
+                meta["name"] = (f"{meta['name']}; lung masks {inference['seg_model']}"
+                                + (f", {refine_steps} refinement steps" if refine_steps else ""))
         inp = meta["network_data_format"]["inputs"]["image"]
         shape = [1, inp["num_channels"], *inp["spatial_shape"]]
         (b / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4))
-        for fname, cfg in _configs(kind, dataset, settings).items():
+        for fname, cfg in _configs(kind, dataset, settings, inference).items():
             (b / "configs" / fname).write_text(json.dumps(cfg, indent=4))
         sub = "" if kind == "registration" else kind
         shutil.copy2(_SRC.parent / "configs" / sub / "logging.conf", b / "configs" / "logging.conf")
@@ -666,7 +819,8 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
             f'"""Custom code of this bundle: ``scripts.{PACKAGE}`` is a copy of the cxreg package."""\n')
         _copy_package(b / "scripts" / PACKAGE)
         (b / "docs" / "README.md").write_text(_readme(kind, dataset, name, {**meta, "_input_shape": str(shape),
-                                                                            "_settings": settings}))
+                                                                            "_settings": settings,
+                                                                            "_inference": inference}))
         if check:
             schema = _SRC.parent / "configs" / "schema" / "meta_schema.json"
             sc = Path(tmp) / "schema.json"
@@ -688,12 +842,13 @@ def export_bundle(kind: str, dataset: str, out: str | os.PathLike = "dist", vers
 def _cmd_export(a) -> int:
     kinds = KINDS if a.bundle == "all" else (a.bundle,)
     datasets = ("JSRT", "MONT", "SHEN", "universal") if a.dataset == "all" else (a.dataset,)
-    if (a.model or a.seg_model) and (len(kinds) > 1 or len(datasets) > 1):
-        raise InputError("--model/--seg-model need one --bundle and one --dataset")
+    if (a.model or a.seg_model or a.metrics_row or a.name) and (len(kinds) > 1 or len(datasets) > 1):
+        raise InputError("--model/--seg-model/--metrics-row/--name need one --bundle and one --dataset")
     for k in kinds:
         for ds in datasets:
             z = export_bundle(k, ds, a.out, version=a.version, model=a.model, seg_model=a.seg_model,
-                              check=not a.no_check, overwrite=a.overwrite)
+                              check=not a.no_check, overwrite=a.overwrite, refine_steps=a.refine,
+                              refine_mask_weight=a.refine_mask_weight, metrics_row=a.metrics_row, name=a.name)
             print(f"{z}  sha256 {sha256(z)}")
     return 0
 
@@ -706,7 +861,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="dist", help="folder of the zips (default dist/)")
     p.add_argument("--version", default=None, help="bundle version (default: configs' metadata.json)")
     p.add_argument("--model", default=None, help="weights file instead of models/<bundle>_<dataset>.pt")
-    p.add_argument("--seg-model", default=None, help="registration: segmentation weights to ship (default: dataset's)")
+    p.add_argument("--seg-model", default=None, help="registration: lung-mask model(s) to ship, as cxreg register "
+                   "--seg-model takes them (default: the dataset's), e.g. JSRT256@tta or SHEN256+universal256@tta")
+    p.add_argument("--refine", type=int, default=0, help="registration: test-time refinement steps the bundle runs "
+                   "by default (0 = off)")
+    p.add_argument("--refine-mask-weight", type=float, default=None, help="registration: the refinement's lung-mask "
+                   "weight (default: cxreg register's)")
+    p.add_argument("--metrics-row", default=None, help="registration: take the bundle's metrics from "
+                   "docs/results/registration/<dataset>_<ROW> (checked against the bundle's settings)")
+    p.add_argument("--name", default=None, help="bundle name (default cxreg_<bundle>_<dataset>)")
     p.add_argument("--no-check", action="store_true", help="skip verify_metadata, verify_net_in_out and model.ts")
     p.add_argument("--overwrite", action="store_true", help="replace an existing zip")
     p.set_defaults(func=_cmd_export)

@@ -96,13 +96,15 @@ class Registrar:
     @classmethod
     def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",
                       size: int = 256, refine_steps: int = 0, fix_folds: bool | None = None,
-                      names: dict | None = None) -> "Registrar":
+                      names: dict | None = None, refine_mask_weight: float = DEFAULT_MASK_WEIGHT,
+                      refine_distance_weight: float = 0.0) -> "Registrar":
         """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
         ``settings`` is a :class:`bundle.registration.RegSettings` or its dict. ``names`` (``model``,
         ``seg_model``) says where the networks came from in :meth:`options`."""
         self = cls.__new__(cls)
         self.names = {"model": "(given network)", "seg_model": "(given network)", **(names or {})}
-        self._setup(net, settings, seg, device, size, refine_steps, fix_folds)
+        self._setup(net, settings, seg, device, size, refine_steps, fix_folds, refine_mask_weight,
+                    refine_distance_weight)
         return self
 
     def options(self) -> dict:

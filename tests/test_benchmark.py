@@ -145,3 +145,34 @@ def test_benchmark_bad_options_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "foo" in err[0] and "b.txt" in err[1]
     assert not (tmp_path / "b.md").exists()
+
+
+def test_benchmark_times_refinement_at_batch_1(tmp_path):
+    """``--refine N`` reaches the batch-1 and batched workers (gradient steps cannot run under
+    ``torch.inference_mode``, which the timings without refinement use) and changes the fields they time."""
+    from bundle.benchmark import _worker_ours_b1, _worker_ours_batched, render_markdown
+    from bundle.networks import LungSegNet, MultiScaleRegNet
+    from bundle.registration import RegSettings
+
+    from .conftest import make_dataset
+
+    data = tmp_path / "data"
+    make_dataset(data, "TOY", n=4, size=256)  # at 256 the refined fields move by whole pixels
+    torch.manual_seed(0)
+    torch.save({"model": MultiScaleRegNet().state_dict(), "settings": RegSettings(work_size=32).__dict__},
+               tmp_path / "reg.pt")
+    torch.save(LungSegNet(work_size=128).state_dict(), tmp_path / "seg.pt")
+    args = {"dataset": "TOY", "data_dir": str(data), "pairs": 2, "seed": 0, "device": "cpu",
+            "model": str(tmp_path / "reg.pt"), "seg_model": str(tmp_path / "seg.pt"), "profile_pairs": 1}
+    plain, refined = _worker_ours_b1(args), _worker_ours_b1({**args, "refine": 10, "refine_mask_weight": 40.0})
+    assert plain["times"]["n"] == refined["times"]["n"] == 2
+    assert refined["dsc_mean"] != plain["dsc_mean"]  # the refinement ran and moved the fields
+    bat = _worker_ours_batched({**args, "refine": 3, "refine_mask_weight": 40.0})
+    assert bat["n_pairs"] == 12 and 0 <= bat["dsc_mean"] <= 1
+    res = {"dataset": "TOY", "pairs": 2, "seed": 0, "device": "cpu", "started": "now", "wall_s": 1.0,
+           "machine": refined["machine"], "model": "reg.pt", "seg_model": "seg.pt", "refine": 10,
+           "refine_mask_weight": 40.0, "ours_b1": refined, "ours_batched": bat, "speedup": {}}
+    md = render_markdown(res)
+    assert ("Ours: registration model `reg.pt`, lung masks `seg.pt`, test-time refinement: 10 steps per pair at "
+            "128 x 128 (mask weight 40).") in md
+    assert "test-time refinement: off." in render_markdown({**res, "refine": 0})

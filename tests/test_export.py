@@ -360,3 +360,96 @@ def test_universal_metrics_are_read_per_dataset_from_the_results_of_the_shipped_
     assert {f"{d}_hd_mean" for d in ("JSRT", "MONT", "SHEN")} <= set(m)
     seg, _ = measured_metrics("segmentation", "universal")
     assert 0.9 < seg["JSRT_test_dsc_mean"] <= 1
+
+
+needs_universal = pytest.mark.skipif(
+    not all((REPO / "models" / f).is_file() for f in ("registration_universal.pt", "segmentation_universal.pt",
+                                                       "segmentation_JSRT.pt", "segmentation_JSRT256.pt")),
+    reason="no shipped universal / JSRT weights")
+
+
+@needs_universal
+def test_bundle_with_an_ensemble_tta_and_refinement_gives_cxreg_registers_fields(pair, tmp_path):
+    """``cxreg export --seg-model A+B@tta --refine N --refine-mask-weight W``: the bundle ships both lung-mask
+    models, runs them averaged with shift TTA and refines each field, as ``cxreg register`` with the same options."""
+    z = export_bundle("registration", "JSRT", tmp_path / "dist", model="universal", seg_model="JSRT+universal@tta",
+                      refine_steps=3, refine_mask_weight=80, check=False, name="cxreg_registration_jsrt_tta")
+    assert z.name == f"cxreg_registration_jsrt_tta_v{json.loads((REPO / 'configs' / 'metadata.json').read_text())['version']}.zip"
+    with zipfile.ZipFile(z) as f:
+        f.extractall(tmp_path / "u")
+    b = tmp_path / "u" / "cxreg_registration_jsrt_tta"
+    meta = json.loads((b / "configs" / "metadata.json").read_text())
+    assert sorted(meta["cxreg_weights_sha256"]) == ["models/model.pt", "models/segmentation.pt",
+                                                    "models/segmentation_2.pt"]
+    assert meta["cxreg_inference"] == {"model": "universal", "seg_model": "JSRT+universal@tta", "refine_steps": 3,
+                                       "refine_mask_weight": 80.0}
+    assert meta["name"].endswith(", universal model, for JSRT; lung masks JSRT+universal@tta, 3 refinement steps")
+    inf = json.loads((b / "configs" / "inference.json").read_text())
+    assert (inf["seg_models"], inf["seg_tta"], inf["refine_steps"], inf["refine_mask_weight"]) == \
+        (["segmentation.pt", "segmentation_2.pt"], True, 3, 80.0)
+    for f, src in (("segmentation.pt", "segmentation_JSRT.pt"), ("segmentation_2.pt", "segmentation_universal.pt")):
+        got, want = torch.load(b / "models" / f), torch.load(REPO / "models" / src)
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    readme = (b / "docs" / "README.md").read_text()
+    assert "five shifted passes averaged (TTA)" in readme and "3 steps per pair, mask weight 80" in readme
+
+    moving, fixed = pair
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"moving,fixed\n{moving},{fixed}\n")
+    res, ref = tmp_path / "res", tmp_path / "ref"
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                        "configs/inference.json", "--pairs_csv", str(csv), "--output_dir", str(res), "--device", "cpu"],
+                       cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "bundle.cli", "register", "--pairs", str(csv), "--out", str(ref),
+                        "--model", "universal", "--seg-model", "JSRT+universal@tta", "--refine", "3",
+                        "--refine-mask-weight", "80", "--device", "cpu", "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import itk
+
+    a = itk.array_from_image(itk.imread(str(res / "moving__fixed" / "ddf.nii.gz")))
+    want = itk.array_from_image(itk.imread(str(ref / "moving__fixed" / "ddf.nii.gz")))
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(a, want, atol=1e-4)
+    got, exp = (json.loads((d / "moving__fixed" / "metrics.json").read_text())["options"] for d in (res, ref))
+    assert {k: v for k, v in got.items() if k not in ("model", "seg_model")} == \
+        {k: v for k, v in exp.items() if k not in ("model", "seg_model")}
+    assert exp["refine"] == 3 and exp["refine_mask_weight"] == 80.0
+    assert got["seg_model"].endswith(": models/segmentation.pt+models/segmentation_2.pt@tta")
+
+    # only the bundle's own, hashed weights are loaded as lung-mask models
+    from bundle.export import run_registration
+    from bundle.networks import LungSegNet
+
+    (b / "models" / "extra.pt").write_bytes((b / "models" / "segmentation.pt").read_bytes())
+    net, settings = __import__("bundle.export", fromlist=["x"]).load_any_registration(b / "models" / "model.pt",
+                                                                                       inf["settings"])
+    with pytest.raises(SystemExit, match=r"metadata.json: seg_models \['extra.pt'\] have no SHA-256"):
+        run_registration(b, net, LungSegNet(), inf["settings"], moving=str(moving), fixed=str(fixed),
+                         output_dir=str(tmp_path / "never"), seg_models=["extra.pt"])
+    assert not (tmp_path / "never").exists()
+
+
+@needs_universal
+def test_metrics_row_is_checked_against_the_bundle_settings(tmp_path):
+    row = "universal_df1_segDS256tta_refine20_mw80"
+    summary = json.loads((REPO / "docs" / "results" / "registration" / f"JSRT_{row}" / "summary.json").read_text())
+    z = export_bundle("registration", "JSRT", tmp_path, model="universal", seg_model="JSRT256@tta", refine_steps=20,
+                      refine_mask_weight=80, metrics_row=row, check=False)
+    with zipfile.ZipFile(z) as f:
+        meta = json.loads(f.read("cxreg_registration_jsrt/configs/metadata.json"))
+    assert meta["eval_metrics"]["dsc_mean"] == round(summary["metrics"]["dsc"]["mean"], 4)
+    assert meta["eval_metrics"]["hd_mean"] == round(summary["metrics"]["hd"]["mean"], 4)
+    assert meta["eval_metrics_source"] == f"docs/results/registration/JSRT_{row}/summary.json"
+    for kw, what in ((dict(seg_model="JSRT+universal@tta", refine_steps=20, refine_mask_weight=80), "seg_model"),
+                     (dict(seg_model="JSRT256@tta", refine_steps=10, refine_mask_weight=80), "refine"),
+                     (dict(seg_model="JSRT256@tta", refine_steps=20), "refine_mask_weight")):
+        with pytest.raises(InputError, match=rf"JSRT_{row}/summary.json: measured with {what}"):
+            export_bundle("registration", "JSRT", tmp_path / "x", model="universal", metrics_row=row, check=False,
+                          overwrite=True, **kw)
+    with pytest.raises(InputError, match="no such results row"):
+        export_bundle("registration", "JSRT", tmp_path / "x", metrics_row="nothing_here", check=False)
+    with pytest.raises(InputError, match="for the registration bundle, not segmentation"):
+        export_bundle("segmentation", "JSRT", tmp_path / "x", refine_steps=3, check=False)
+    assert not list((tmp_path / "x").glob("*.zip")) if (tmp_path / "x").exists() else True
