@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Benchmarks of docs/registration.md with test-time refinement (sitting of 2026-12-02d, `--refine` since 0.5.4):
-# 20 seeded JSRT pairs end to end at batch 1 plus the batched all-pairs row, for
-#   - the default without and with 20 refinement steps (universal / universal, mask weight 40), and
-#   - the most accurate JSRT row (JSRT256@tta lung masks, 20 steps, mask weight 80).
-#   bash scripts/bench_054.sh     (~12 min on 2 CPU cores; run it on an idle machine)
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+# Benchmarks of docs/registration.md, fourth sitting (2026-12-02d; `cxreg benchmark --refine` since 0.5.4):
+# 20 seeded JSRT pairs end to end at batch 1 plus the batched all-pairs row, for the JSRT Pareto front --
+#   universal_seg                    the default (universal / universal lung masks), no refinement
+#   universal_seg_refine20_mw40      the default + 20 refinement steps (mask weight 40, the default weight)
+#   JSRT256_tta_seg_refine20_mw80    the most accurate JSRT row (JSRT256@tta lung masks, 20 steps, weight 80)
+#   universal256_seg, JSRT256_seg, JSRT256_tta_seg   256 x 256 lung masks without refinement
+# and first the machine-speed probe of scripts/bench_equalize.py (0.24 ms per image in the fastest sitting).
+#   bash scripts/bench_054.sh [TAG ...]     (default: all six, ~25 min on 2 CPU cores; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p /tmp/bench
-bench() {  # TAG SEG REFINE MASK_WEIGHT
-  cxreg benchmark --dataset JSRT --model universal --seg-model "$2" --ae-model universal --methods '' --no-training \
-    --refine "$3" --refine-mask-weight "$4" --out "/tmp/bench/$1.md" --json "/tmp/bench/$1.json" --quiet
-  cp "/tmp/bench/$1.md" "docs/results/benchmark_$1_JSRT_2026-12-02d.md"
-  grep "ours, batch" "docs/results/benchmark_$1_JSRT_2026-12-02d.md" | sed "s/^/$1: /"
-}
-bench universal_seg universal 0 40
-bench universal_seg_refine20_mw40 universal 20 40
-bench JSRT256_tta_seg_refine20_mw80 JSRT256@tta 20 80
+python scripts/bench_equalize.py | grep "^| 1 x"
+declare -A SEG=([universal_seg]=universal [universal_seg_refine20_mw40]=universal
+  [JSRT256_tta_seg_refine20_mw80]=JSRT256@tta [universal256_seg]=universal256 [JSRT256_seg]=JSRT256
+  [JSRT256_tta_seg]=JSRT256@tta)
+declare -A REFINE=([universal_seg_refine20_mw40]="20 40" [JSRT256_tta_seg_refine20_mw80]="20 80")
+for TAG in ${*:-universal_seg universal_seg_refine20_mw40 JSRT256_tta_seg_refine20_mw80 universal256_seg JSRT256_seg JSRT256_tta_seg}; do
+  read -r STEPS WEIGHT <<< "${REFINE[$TAG]:-0 40}"
+  cxreg benchmark --dataset JSRT --model universal --seg-model "${SEG[$TAG]}" --ae-model universal --methods '' \
+    --no-training --refine "$STEPS" --refine-mask-weight "$WEIGHT" --out "/tmp/bench/$TAG.md" \
+    --json "/tmp/bench/$TAG.json" --quiet
+  cp "/tmp/bench/$TAG.md" "docs/results/benchmark_${TAG}_JSRT_2026-12-02d.md"
+  grep "ours, batch" "docs/results/benchmark_${TAG}_JSRT_2026-12-02d.md" | sed "s/^/$TAG: /"
+done
