@@ -428,7 +428,8 @@ def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None 
 
 
 def _same_weights(a, b) -> bool:
-    """Whether two registration/segmentation model names or paths resolve to the same weights file."""
+    """Whether two registration model names or paths (``"universal"``, ``models/registration_universal.pt``)
+    resolve to the same weights file."""
     from .priors import weights_path
 
     try:
@@ -438,6 +439,8 @@ def _same_weights(a, b) -> bool:
 
 
 def _same_seg(a, b) -> bool:
+    """Whether two ``--seg-model`` values (names, paths, ``A+B`` ensembles, ``@tta``) run the same weights the
+    same way."""
     from .priors import ensemble_members, split_tta, weights_path
 
     (ba, ta), (bb, tb) = split_tta(a), split_tta(b)
