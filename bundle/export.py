@@ -385,6 +385,15 @@ def _universal_metrics(kind: str, res: Path) -> tuple[dict, str]:
     return out, src
 
 
+def _summary_metrics(s: dict) -> dict:
+    """eval_metrics of a registration results row from its ``summary.json`` (means, pairs, units, size)."""
+    m = s["metrics"]
+    out = {f"{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m}
+    out.update({"test_pairs": s.get("n_pairs"), "units": s.get("units", "pixels"),
+                "images": f"{s.get('size', 256)}x{s.get('size', 256)}"})
+    return out
+
+
 def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None = None) -> tuple[dict, str]:
     """(eval_metrics, source file) for the shipped model, read from docs/results (no hard-coded numbers)."""
     from .priors import shipped_name
@@ -398,12 +407,7 @@ def measured_metrics(kind: str, dataset: str, results: str | os.PathLike | None 
             p = res / "registration" / f"{dataset}_shipped" / "summary.json"
         if not p.is_file():
             return {}, ""
-        s = json.loads(p.read_text())
-        m = s["metrics"]
-        out = {f"{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m}
-        out.update({"test_pairs": s.get("n_pairs"), "units": s.get("units", "pixels"),
-                    "images": f"{s.get('size', 256)}x{s.get('size', 256)}"})
-        return out, str(p.relative_to(_SRC.parent))
+        return _summary_metrics(json.loads(p.read_text())), str(p.relative_to(_SRC.parent))
     p = res / "priors.json"
     if not p.is_file():
         return {}, ""
@@ -432,10 +436,7 @@ def _same_weights(a, b) -> bool:
     resolve to the same weights file."""
     from .priors import weights_path
 
-    try:
-        return Path(weights_path("registration", a)).resolve() == Path(weights_path("registration", b)).resolve()
-    except (InputError, OSError, ValueError):
-        return str(a) == str(b)
+    return Path(weights_path("registration", a)).resolve() == Path(weights_path("registration", b)).resolve()
 
 
 def _same_seg(a, b) -> bool:
@@ -447,11 +448,8 @@ def _same_seg(a, b) -> bool:
     ma, mb = ensemble_members(ba) or [ba], ensemble_members(bb) or [bb]
     if ta != tb or len(ma) != len(mb):
         return False
-    try:
-        return all(Path(weights_path("segmentation", x)).resolve() == Path(weights_path("segmentation", y)).resolve()
-                   for x, y in zip(ma, mb))
-    except (InputError, OSError, ValueError):
-        return [str(x) for x in ma] == [str(y) for y in mb]
+    return all(Path(weights_path("segmentation", x)).resolve() == Path(weights_path("segmentation", y)).resolve()
+               for x, y in zip(ma, mb))
 
 
 def row_metrics(dataset: str, row: str, inference: dict, fix_folds: bool, results=None) -> tuple[dict, str]:
@@ -486,11 +484,7 @@ def row_metrics(dataset: str, row: str, inference: dict, fix_folds: bool, result
         k, got, want = diffs[0]
         raise InputError(f"{p}: measured with {k} {got!r}, the bundle runs {want!r} (choose the row that matches, or "
                          "leave --metrics-row out)")
-    m = s["metrics"]
-    out = {f"{k}_mean": round(m[k]["mean"], 4) for k in ("dsc", "hd", "assd", "jac") if k in m}
-    out.update({"test_pairs": s.get("n_pairs"), "units": s.get("units", "pixels"),
-                "images": f"{s.get('size', 256)}x{s.get('size', 256)}"})
-    return out, str(p.relative_to(_SRC.parent)) if p.is_relative_to(_SRC.parent) else str(p)
+    return _summary_metrics(s), str(p.relative_to(_SRC.parent)) if p.is_relative_to(_SRC.parent) else str(p)
 
 
 def _metadata(kind: str, dataset: str, version: str, hashes: dict, results=None, metrics=None) -> dict:
