@@ -98,15 +98,10 @@ def _sync(device: str) -> None:
 
 def _score(ddf: np.ndarray, fixed_mask: np.ndarray, moving_mask: np.ndarray) -> dict:
     """Warp the true moving mask (nearest) with a (2, H, W) pull-back field and score it against the fixed mask."""
-    import torch
+    from .metrics import score_field
 
-    from .metrics import pair_metrics
-    from .spatial import warp
-
-    u = torch.from_numpy(np.ascontiguousarray(ddf, dtype=np.float32))[None]
-    warped = warp(torch.from_numpy(moving_mask.astype(np.float32))[None, None], u, mode="nearest",
-                  padding_mode="zeros")
-    m = pair_metrics(warped, torch.from_numpy(fixed_mask.astype(np.float32))[None, None], u)
+    m = score_field(np.ascontiguousarray(ddf, dtype=np.float32)[None], moving_mask.astype(np.float32)[None, None],
+                    fixed_mask.astype(np.float32)[None, None])
     return {k: float(v[0]) for k, v in m.items()}
 
 

@@ -268,6 +268,38 @@ def _bundle_segmentation(root: Path, seg_network, seg_models, seg_tta: bool) -> 
     return SegShiftTTA(seg) if seg_tta else seg
 
 
+def _checked_seg_files(root: Path, meta: dict, seg_models, config: str = "inference.json") -> list[str]:
+    """``seg_models`` as a list of file names in ``models/``, each with a SHA-256 in the bundle's metadata
+    (checked by :func:`check_weights`); otherwise an :class:`InputError` naming the config or metadata file."""
+    seg_models = [seg_models] if isinstance(seg_models, str) else list(seg_models)
+    if not seg_models:
+        raise InputError(f"{root / 'configs' / config}: seg_models is empty (name at least one file in models/)")
+    unlisted = [f for f in seg_models if f"models/{f}" not in meta.get(HASH_KEY, {})]
+    if unlisted:
+        raise InputError(f"{root / 'configs' / 'metadata.json'}: seg_models {unlisted} have no SHA-256 in "
+                         f"'{HASH_KEY}' (only the bundle's own, checked weights are loaded)")
+    return seg_models
+
+
+def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentation.pt",), seg_tta: bool = False):
+    """The attention masks' source for an exported bundle's ``evaluate.json``
+    (:func:`bundle.registration.test_pairs`' ``seg_model``): ``"truth"`` as given; the bundle's own lung-mask
+    model (``seg_model`` = its ``models/segmentation.pt``, the default) as its ``inference`` runs it, i.e. the
+    members ``seg_models`` averaged, with shift TTA if ``seg_tta``, after their SHA-256 check; any other path as
+    given. Errors: one line on stderr and exit status 1."""
+    root = Path(bundle_root)
+    if seg_model is None or str(seg_model).lower() in ("truth", "none", ""):
+        return "truth"
+    if Path(seg_model).resolve() != (root / "models" / "segmentation.pt").resolve():
+        return seg_model
+    try:
+        _use_fallbacks()
+        files = _checked_seg_files(root, check_weights(root), seg_models, config="evaluate.json")
+        return _bundle_segmentation(root, seg_network, files, bool(seg_tta)).eval()
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
+
+
 def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
                      fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
                      refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
@@ -288,14 +320,7 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         from .workflow import load_weights
 
         device = str(device)
-        seg_models = [seg_models] if isinstance(seg_models, str) else list(seg_models)
-        if not seg_models:
-            raise InputError(f"{root / 'configs' / 'inference.json'}: seg_models is empty (name at least one file "
-                             "in models/)")
-        unlisted = [f for f in seg_models if f"models/{f}" not in meta.get(HASH_KEY, {})]
-        if unlisted:
-            raise InputError(f"{root / 'configs' / 'metadata.json'}: seg_models {unlisted} have no SHA-256 in "
-                             f"'{HASH_KEY}' (only the bundle's own, checked weights are loaded)")
+        seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg = _bundle_segmentation(root, seg_network, seg_models, bool(seg_tta))
         w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
@@ -579,7 +604,19 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
         ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
         ev.update({"model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
                    "load_settings": f"$scripts.{PACKAGE}.export.load_any_registration(@model_path, @shipped_settings)[1]",
-                   "network_def": f"$scripts.{PACKAGE}.export.load_any_registration(@model_path, @shipped_settings)[0]"})
+                   "network_def": f"$scripts.{PACKAGE}.export.load_any_registration(@model_path, @shipped_settings)[0]",
+                   # the lung masks, refinement and fold removal of the bundle's inference (inference.json)
+                   "seg_network_def": {"_target_": f"scripts.{PACKAGE}.networks.LungSegNet", "spatial_dims": 2},
+                   "seg_models": list(inference["seg_files"]), "seg_tta": bool(inference["seg_tta"]),
+                   "refine_steps": int(inference["refine_steps"]),
+                   "refine_mask_weight": float(inference["refine_mask_weight"]),
+                   "eval_fix_folds": None,
+                   "validate#dataset": f"$scripts.{PACKAGE}.registration.test_pairs(@dataset, @data_dir, "
+                                       f"scripts.{PACKAGE}.export.bundle_attention(@bundle_root, @seg_model, "
+                                       "@seg_network_def, @seg_models, @seg_tta))",
+                   "validate#evaluator#iteration_update": f"$scripts.{PACKAGE}.registration.EvalStep(@load_settings, "
+                                                          "refine_steps=@refine_steps, refine_weights={'w_mask': "
+                                                          "@refine_mask_weight}, fix_folds=@eval_fix_folds)"})
         ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
         out["evaluate.json"] = ev
         return out

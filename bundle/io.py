@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
+__all__ = ["InputError", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
            "save_image", "stem", "atomic_dir", "check_writable"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
@@ -251,3 +251,18 @@ def atomic_dir(dest: str | os.PathLike):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_pairs_csv(path: str | os.PathLike) -> dict[tuple[str, str], dict[str, str]]:
+    """The rows of an evaluation's ``pairs.csv`` (``cxreg evaluate``), keyed by ``(moving, fixed)``, in file
+    order; a missing file or one without ``moving``/``fixed`` columns is an :class:`InputError` naming it."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"moving", "fixed"} <= set(reader.fieldnames or ()):
+            raise InputError(f"{path}: not a pairs.csv (no moving and fixed columns)")
+        return {(r["moving"], r["fixed"]): r for r in reader}

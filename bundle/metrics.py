@@ -29,7 +29,7 @@ import torch
 from .spatial import jacobian_determinant
 
 __all__ = ["dice", "hausdorff", "assd", "surface_metrics", "folding", "inverse_consistency", "pair_metrics",
-           "summarise"]
+           "score_field", "summarise"]
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -144,6 +144,16 @@ def pair_metrics(warped_mask, fixed_mask, ddf=None, spacing=None) -> dict[str, l
         c, pct = folding(ddf)
         out["jac"], out["jac_pct"] = c.tolist(), pct.tolist()
     return out
+
+
+def score_field(ddf, moving_mask, fixed_mask, spacing=None) -> dict[str, list[float]]:
+    """:func:`pair_metrics` of a pull-back field (B, 2, H, W), pixels: the true moving masks (B, 1, H, W) warped
+    with nearest neighbour (zeros outside), as the evaluation harness does, against the fixed masks."""
+    from .spatial import warp
+
+    ddf = torch.as_tensor(ddf).float()
+    warped = warp(_as_tensor(moving_mask).float(), ddf, mode="nearest", padding_mode="zeros")
+    return pair_metrics(warped, _as_tensor(fixed_mask).float(), ddf, spacing)
 
 
 def summarise(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:

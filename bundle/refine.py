@@ -84,12 +84,26 @@ def refine_loss(param, moving_in, fixed_in, moving_attn, fixed_attn, settings, a
 
 
 def refine_residual(init: torch.Tensor, moving, fixed, moving_attn, fixed_attn, settings, affine=None,
-                    steps: int = 20, size: int = 128, lr: float = 0.1, **weights) -> torch.Tensor:
+                    steps: int = 20, size: int = 128, lr: float = 0.1, max_batch: int | None = 8,
+                    **weights) -> torch.Tensor:
     """Optimise ``init`` (B, 2, s, s) (network residual or velocity, pixels of its grid) at ``size``.
 
     ``moving``, ``fixed`` are the (masked) images and ``*_attn`` the masks, at any size (resampled to ``size``).
     Returns the best parameter per pair at ``size`` (pixels of that grid); ``steps=0`` returns ``init`` resized.
+    Pairs are optimised ``max_batch`` at a time (``None`` or 0: all at once): each pair's loss depends on its own
+    parameter only and Adam is elementwise, so the result is the same and the peak memory is that of
+    ``max_batch`` pairs.
     """
+    n = init.shape[0]
+    if max_batch and n > max_batch:
+        parts = []
+        for i in range(0, n, max_batch):
+            sl = slice(i, i + max_batch)
+            w = {k: v[sl] if torch.is_tensor(v) and v.dim() and v.shape[0] == n else v for k, v in weights.items()}
+            parts.append(refine_residual(init[sl], moving[sl], fixed[sl], moving_attn[sl], fixed_attn[sl], settings,
+                                         None if affine is None else tuple(a[sl] for a in affine), steps=steps,
+                                         size=size, lr=lr, max_batch=None, **w))
+        return torch.cat(parts)
     p0 = resize_ddf(init.detach(), size)
     if steps <= 0:
         return p0

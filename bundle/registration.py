@@ -249,15 +249,17 @@ def attention_masks(images: torch.Tensor, seg_model: str | os.PathLike | None, t
                     batch_size: int = 16) -> torch.Tensor:
     """Lung masks used as attention: predicted by the segmentation model (cleaned), or the true masks.
 
-    ``seg_model`` is a dataset name (shipped weights), a weights path, or ``None``/``"truth"`` for ``truth``.
+    ``seg_model`` is a dataset name (shipped weights), a weights path, a loaded network (e.g. an exported
+    bundle's ensemble, :func:`bundle.export.bundle_attention`), or ``None``/``"truth"`` for ``truth``.
     """
-    if seg_model is None or str(seg_model).lower() in ("truth", "none", ""):
+    if not isinstance(seg_model, torch.nn.Module) and (seg_model is None
+                                                       or str(seg_model).lower() in ("truth", "none", "")):
         if truth is None:
             raise ValueError("no segmentation model and no masks given for attention")
         return truth.float()
     from .priors import load_segmentation, predict_lung_masks
 
-    net = load_segmentation(seg_model)
+    net = seg_model.eval() if isinstance(seg_model, torch.nn.Module) else load_segmentation(seg_model)
     return predict_lung_masks(net, images, batch_size=batch_size)
 
 
@@ -451,19 +453,27 @@ class EvalStep:
 
     Returns ``pred`` / ``label`` as one-hot (B, 2, H, W) (masks warped with nearest neighbour, as in the
     evaluation harness) and ``folds`` per pair.
+
+    By default it scores the raw network field, so validation during training logs how much the network itself
+    folds. ``refine_steps``, ``refine_size``, ``refine_weights`` and ``fix_folds`` (``None`` = the model's
+    setting) are :func:`predict_field`'s: with them an exported bundle's ``evaluate.json`` scores the field its
+    ``inference`` writes, as ``cxreg evaluate`` does with the same options (``folds`` then counts the folds left).
     """
 
-    def __init__(self, settings: RegSettings):
+    def __init__(self, settings: RegSettings, refine_steps: int = 0, refine_size: int = 128,
+                 refine_weights: dict | None = None, fix_folds: bool | None = False):
         self.settings = settings
+        self.refine_steps, self.refine_size = int(refine_steps), int(refine_size)
+        self.refine_weights, self.fix_folds = refine_weights, fix_folds
 
     @torch.no_grad()
     def __call__(self, engine, batch) -> dict:
         dev = engine.state.device
         b = {k: v.to(dev) for k, v in batch.items() if torch.is_tensor(v)}
         engine.network.eval()
-        # the raw network field: validation logs how much the network itself folds (fix_folds would hide it)
         out = predict_field(engine.network, self.settings, b["moving"], b["fixed"], b["moving_attn"], b["fixed_attn"],
-                            fix_folds=False)
+                            refine_steps=self.refine_steps, refine_size=self.refine_size, fix_folds=self.fix_folds,
+                            refine_weights=self.refine_weights)
         w = warp(b["moving_mask"], out["ddf"], mode="nearest", padding_mode="zeros")
         onehot = lambda x: torch.cat([1 - x, x], 1)  # noqa: E731
         return {"pred": onehot(w), "label": onehot(b["fixed_mask"]), "folds": folding(out["ddf"])[0].float().mean()}

@@ -14,7 +14,6 @@ pair's DSC differs by more than ``--dsc-tol`` (default 0.001).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -43,14 +42,15 @@ def main(argv=None) -> int:
     import torch
 
     from bundle.data import resolve_data_dir
-    from bundle.io import load_mask
-    from bundle.metrics import pair_metrics
-    from bundle.spatial import warp
+    from bundle.io import InputError, load_mask
+    from bundle.io import read_pairs_csv
+    from bundle.metrics import score_field
 
     rows_path = ROOT / "docs" / "results" / "registration" / f"{a.dataset}_{a.row}" / "pairs.csv"
-    if not rows_path.is_file():
-        raise SystemExit(f"check_bundle_row: error: {rows_path}: no such file")
-    rows = list(csv.DictReader(open(rows_path, newline="")))
+    try:
+        rows = list(read_pairs_csv(rows_path).values())
+    except InputError as e:
+        raise SystemExit(f"check_bundle_row: error: {e}") from None
     pick = np.random.default_rng(a.seed).choice(len(rows), min(a.pairs, len(rows)), replace=False)
     rows = [rows[i] for i in sorted(pick)]
     data = resolve_data_dir(a.data_dir) / a.dataset
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             ddf = torch.from_numpy(np.stack([vec[..., 1], vec[..., 0]]).astype(np.float32))[None]
             mm = torch.from_numpy(load_mask(data / "masks" / f"{row['moving']}.png").astype(np.float32))[None, None]
             fm = torch.from_numpy(load_mask(data / "masks" / f"{row['fixed']}.png").astype(np.float32))[None, None]
-            m = pair_metrics(warp(mm, ddf, mode="nearest", padding_mode="zeros"), fm, ddf)
+            m = score_field(ddf, mm, fm)
             got = {k: float(m[k][0]) for k in ("dsc", "hd", "assd")}
             want = {k: float(row[k]) for k in ("dsc", "hd", "assd")}
             diffs.append({k: got[k] - want[k] for k in got})

@@ -13,7 +13,6 @@ right side of X.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -23,8 +22,12 @@ LOWER_IS_BETTER = {"hd": True, "assd": True, "jac": True, "dsc": False}
 
 
 def _load(path: Path) -> dict:
-    with open(path, newline="") as f:
-        return {(r["moving"], r["fixed"]): r for r in csv.DictReader(f)}
+    from bundle.io import InputError, read_pairs_csv
+
+    try:
+        return read_pairs_csv(path)
+    except InputError as e:
+        raise SystemExit(f"paired_diff: error: {e}") from None
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,6 @@ convention). With one row it just prints that row's means over the remaining pai
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,12 @@ LOWER_IS_BETTER = {"hd": True, "assd": True, "jac": True, "dsc": False}
 
 
 def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise SystemExit(f"select_cv: error: {path}: no such file")
-    with open(path, newline="") as f:
-        return {(r["moving"], r["fixed"]): r for r in csv.DictReader(f)}
+    from bundle.io import InputError, read_pairs_csv
+
+    try:
+        return read_pairs_csv(path)
+    except InputError as e:
+        raise SystemExit(f"select_cv: error: {e}") from None
 
 
 def main(argv=None) -> int:

@@ -432,6 +432,47 @@ def test_bundle_with_an_ensemble_tta_and_refinement_gives_cxreg_registers_fields
 
 
 @needs_universal
+def test_bundle_evaluate_json_scores_what_cxreg_evaluate_scores_with_the_same_settings(tmp_path):
+    """An exported bundle's ``train.json + evaluate.json`` uses the lung masks (ensemble, TTA), refinement and fold
+    removal of its inference, so its per-pair Dice and Hausdorff distances are ``cxreg evaluate``'s with the
+    options the bundle was exported with (before 0.5.5 it used models/segmentation.pt alone and no refinement)."""
+    import csv as csv_mod
+
+    from .conftest import make_dataset
+
+    z = export_bundle("registration", "JSRT", tmp_path / "dist", model="universal", seg_model="JSRT+universal@tta",
+                      refine_steps=3, refine_mask_weight=80, check=False, name="cxreg_registration_jsrt_ev")
+    with zipfile.ZipFile(z) as f:
+        f.extractall(tmp_path / "u")
+    b = tmp_path / "u" / "cxreg_registration_jsrt_ev"
+    ev = json.loads((b / "configs" / "evaluate.json").read_text())
+    assert (ev["seg_models"], ev["seg_tta"], ev["refine_steps"], ev["refine_mask_weight"]) == \
+        (["segmentation.pt", "segmentation_2.pt"], True, 3, 80.0)
+    data = tmp_path / "data"
+    make_dataset(data, "TOY", n=5, size=256)
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+                        "['configs/train.json','configs/evaluate.json']", "--dataset", "TOY", "--data_dir", str(data)],
+                       cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = b / "runs" / "registration_TOY" / "eval_TOY"
+    got = {m: sorted(float(row.split(",")[-1]) for row in (out / f"{name}_raw.csv").read_text().splitlines()[1:])
+           for m, name in (("dsc", "val_mean_dice"), ("hd", "val_hausdorff"))}
+    ref = tmp_path / "ref"
+    r = subprocess.run([sys.executable, "-m", "bundle.cli", "evaluate", "--method", "ours", "--model", "universal",
+                        "--seg-model", "JSRT+universal@tta", "--refine", "3", "--refine-mask-weight", "80",
+                        "--dataset", "TOY", "--data-dir", str(data), "--out", str(ref), "--quiet"],
+                       cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with open(ref / "pairs.csv") as f:
+        rows = list(csv_mod.DictReader(f))
+    assert len(rows) == len(got["dsc"]) == 20
+    want = {m: sorted(float(row[m]) for row in rows) for m in ("dsc", "hd")}
+    assert 0.5 < min(want["dsc"]) < 1  # the synthetic lungs are found and the pairs differ
+    np.testing.assert_allclose(got["dsc"], want["dsc"], atol=1e-4)
+    np.testing.assert_allclose(got["hd"], want["hd"], atol=1e-3)
+
+
+@needs_universal
 def test_metrics_row_is_checked_against_the_bundle_settings(tmp_path):
     row = "universal_df1_segDS256tta_refine20_mw80"
     summary = json.loads((REPO / "docs" / "results" / "registration" / f"JSRT_{row}" / "summary.json").read_text())

@@ -109,3 +109,15 @@ def test_dicom_is_row_col_monochrome1_inverted_and_fake_dicom_refused(tmp_path):
     (tmp_path / "fake.dcm").write_bytes(b"\0" * 200)
     with pytest.raises(InputError, match="fake.dcm: not a DICOM file"):
         load_image(tmp_path / "fake.dcm")
+
+
+def test_a_missing_or_foreign_pairs_csv_is_a_one_line_error(tmp_path):
+    from bundle.io import InputError, read_pairs_csv
+
+    with pytest.raises(InputError, match=r"pairs.csv: no such file"):
+        read_pairs_csv(tmp_path / "pairs.csv")
+    (tmp_path / "pairs.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"pairs.csv: not a pairs.csv \(no moving and fixed columns\)"):
+        read_pairs_csv(tmp_path / "pairs.csv")
+    (tmp_path / "pairs.csv").write_text("moving,fixed,hd\nm1,f1,3.5\nm2,f1,4\n")
+    assert read_pairs_csv(tmp_path / "pairs.csv")[("m2", "f1")]["hd"] == "4"

@@ -116,3 +116,19 @@ def test_inverse_consistency_of_a_scaling_and_its_exact_inverse():
     inner[..., 16:48, 16:48] = 1
     assert float(inverse_consistency(ab, ba, inner)) < 1e-4
     assert float(inverse_consistency(ab, ab, inner)) > 1.0
+
+
+def test_score_field_warps_the_moving_mask_by_the_field_and_scores_it():
+    """A square moved 3 pixels down is brought back exactly by the pull-back field u = (+3, 0) (DSC 1, HD 0, no
+    folds); the zero field leaves the 3-pixel offset: HD 3."""
+    from bundle.metrics import score_field
+
+    fixed = torch.zeros(1, 1, 32, 32)
+    fixed[..., 8:20, 10:22] = 1
+    moving = torch.roll(fixed, 3, dims=2)
+    u = torch.zeros(1, 2, 32, 32)
+    u[:, 0] = 3.0
+    m = score_field(u, moving, fixed)
+    assert m["dsc"][0] == pytest.approx(1.0) and m["hd"][0] == pytest.approx(0.0) and m["jac"][0] == 0
+    m0 = score_field(torch.zeros_like(u), moving, fixed)
+    assert m0["hd"][0] == pytest.approx(3.0) and m0["dsc"][0] == pytest.approx(2 * 108 / 288)
