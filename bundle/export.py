@@ -649,7 +649,11 @@ def _readme(kind: str, dataset: str, name: str, meta: dict) -> str:
                "    --moving moving.png --fixed fixed.png --output_dir out\n"
                "# many pairs: a CSV with columns moving,fixed[,moving_mask,fixed_mask]\n"
                "python -m monai.bundle run inference --config_file configs/inference.json --pairs_csv pairs.csv "
-               "--output_dir out")
+               "--output_dir out\n"
+               "# score it on all ordered test pairs of a data set (layout under Data below), with the same lung\n"
+               "# masks, refinement and fold removal as inference; per-pair CSVs in runs/registration_<DS>/eval_<DS>/\n"
+               "python -m monai.bundle run --config_file \"['configs/train.json','configs/evaluate.json']\" "
+               "--data_dir DATA")
         what = ("registers a moving chest radiograph onto a fixed one (PNG 8/16-bit grey/RGB, or 2D NIfTI; any size; "
                 "the outputs lie on the fixed image's grid). Per pair it writes `warped.png`/`warped.nii.gz`, "
                 "`ddf.nii.gz` (ITK displacement field: physical (x, y) displacement from each fixed point to its "
