@@ -8,9 +8,11 @@
 #   universal256_seg, JSRT256_seg, JSRT256_tta_seg   256 x 256 lung masks without refinement
 # and first the machine-speed probe of scripts/bench_equalize.py (0.24 ms per image in the fastest sitting).
 #   bash scripts/bench_054.sh [TAG ...]     (default: all six, ~25 min on 2 CPU cores; run it on an idle machine)
+# SITTING=<date> names a later sitting's report files (default 2026-12-02d, the fourth sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p /tmp/bench
+SITTING=${SITTING:-2026-12-02d}
 python scripts/bench_equalize.py | grep "^| 1 x"
 declare -A SEG=([universal_seg]=universal [universal_seg_refine20_mw40]=universal
   [JSRT256_tta_seg_refine20_mw80]=JSRT256@tta [universal256_seg]=universal256 [JSRT256_seg]=JSRT256
@@ -21,6 +23,6 @@ for TAG in ${*:-universal_seg universal_seg_refine20_mw40 JSRT256_tta_seg_refine
   cxreg benchmark --dataset JSRT --model universal --seg-model "${SEG[$TAG]}" --ae-model universal --methods '' \
     --no-training --refine "$STEPS" --refine-mask-weight "$WEIGHT" --out "/tmp/bench/$TAG.md" \
     --json "/tmp/bench/$TAG.json" --quiet
-  cp "/tmp/bench/$TAG.md" "docs/results/benchmark_${TAG}_JSRT_2026-12-02d.md"
-  grep "ours, batch" "docs/results/benchmark_${TAG}_JSRT_2026-12-02d.md" | sed "s/^/$TAG: /"
+  cp "/tmp/bench/$TAG.md" "docs/results/benchmark_${TAG}_JSRT_${SITTING}.md"
+  grep "ours, batch" "docs/results/benchmark_${TAG}_JSRT_${SITTING}.md" | sed "s/^/$TAG: /"
 done
