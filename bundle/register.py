@@ -265,14 +265,22 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         fixed_img = load_image(fixed_path)
         mov = load_image(moving_path)
         warped = res["warped"]
+        fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
+        mo, ms, md = _itk_geometry(moving_path, mov.shape)
+
+        def itk_on_fixed_grid(arr, name, **kw):  # origin, spacing and direction of the fixed image
+            im = itk.image_from_array(arr, **kw)
+            im.SetOrigin(fo.tolist())
+            im.SetSpacing(fs.tolist())
+            im.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
+            itk.imwrite(im, str(tmp / name))
+
         if is_nifti(moving_path) or is_dicom(moving_path):  # DICOM in -> NIfTI out (grey values kept)
-            save_image(tmp / "warped.nii.gz", warped.astype(np.float32))
+            itk_on_fixed_grid(np.ascontiguousarray(warped, dtype=np.float32), "warped.nii.gz")
         else:
             dt = np.uint16 if mov.max() > 255 else np.uint8
             save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
         # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
-        fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
-        mo, ms, md = _itk_geometry(moving_path, mov.shape)
         h, w = fixed_img.shape
         # float32 throughout (memory: a 2048x2048 fixed image needs 32 MiB per (H, W, 2) array)
         rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -282,16 +290,8 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
         vec_arr = (f32(mo) + (idx_m * f32(ms)) @ f32(md).T) - (f32(fo) + (idx_f * f32(fs)) @ f32(fd).T)
         del idx_f, idx_m
-        vec = itk.image_from_array(vec_arr, is_vector=True)
-        vec.SetOrigin(fo.tolist())
-        vec.SetSpacing(fs.tolist())
-        vec.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
-        itk.imwrite(vec, str(tmp / "ddf.nii.gz"))
-        jac = itk.image_from_array(res["jacobian"].astype(np.float32))
-        jac.SetOrigin(fo.tolist())
-        jac.SetSpacing(fs.tolist())
-        jac.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
-        itk.imwrite(jac, str(tmp / "jacobian.nii.gz"))
+        itk_on_fixed_grid(vec_arr, "ddf.nii.gz", is_vector=True)
+        itk_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
         save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
         f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped
         ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])

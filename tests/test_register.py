@@ -112,6 +112,7 @@ def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models
     warped = load_image(out / "warped.nii.gz")
     field = itk.imread(str(out / "ddf.nii.gz"), itk.Vector[itk.F, 2])
     assert np.allclose(field.GetSpacing(), [0.5, 0.5])
+    assert np.allclose(itk.imread(str(out / "warped.nii.gz")).GetSpacing(), [0.5, 0.5])  # the fixed grid's
     mov = itk.imread(str(d / "moving.dcm"), itk.F)
     mov2d = itk.image_from_array(itk.array_from_image(mov).squeeze())
     mov2d.SetSpacing([0.5, 0.5])
@@ -119,6 +120,37 @@ def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models
                                                      output_parameters_from_image=mov2d))
     inner = (slice(4, -4), slice(4, -4))
     assert np.abs(res[inner] - warped[inner]).mean() < 1.0
+
+
+def test_nifti_outputs_carry_the_fixed_images_origin_spacing_and_direction(tmp_path, models):
+    """warped.nii.gz, ddf.nii.gz and jacobian.nii.gz lie on the fixed grid, so they carry its geometry (before 0.5.5
+    warped.nii.gz had a unit diagonal affine and did not overlay on a fixed image with spacing or origin); the voxel
+    values are those of the PNG run of the same pair."""
+    itk = pytest.importorskip("itk")
+    d = _pair(tmp_path, (96, 80))
+    origin, spacing, direction = [10.0, -3.0], [0.5, 0.7], np.array([[-1.0, 0.0], [0.0, 1.0]])
+    for name in ("fixed", "moving"):
+        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.float32))
+        im.SetOrigin(origin)
+        im.SetSpacing(spacing)
+        im.SetDirection(itk.matrix_from_array(direction))
+        itk.imwrite(im, str(d / f"{name}.nii.gz"))
+    masks = ("--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png"))
+    assert _run(tmp_path, models, str(d / "moving.nii.gz"), str(d / "fixed.nii.gz"), "--out", str(d / "nii"), *masks) == 0
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(d / "png"), *masks) == 0
+    fixed = itk.imread(str(d / "fixed.nii.gz"))
+    for name in ("warped.nii.gz", "ddf.nii.gz", "jacobian.nii.gz"):
+        out = itk.imread(str(d / "nii" / name))
+        assert np.allclose(out.GetOrigin(), fixed.GetOrigin()), name
+        assert np.allclose(out.GetSpacing(), fixed.GetSpacing()), name
+        assert np.allclose(itk.array_from_matrix(out.GetDirection()), itk.array_from_matrix(fixed.GetDirection())), name
+    from bundle.io import load_image
+
+    warped_nii = load_image(d / "nii" / "warped.nii.gz")
+    warped_png = np.asarray(Image.open(d / "png" / "warped.png")).astype(np.float32)
+    assert warped_nii.shape == (96, 80)
+    assert np.abs(warped_nii - warped_png).max() <= 0.5 + 1e-4  # the PNG is the same values rounded to integers
+    assert not np.allclose(warped_nii, np.asarray(Image.open(d / "moving.png")), atol=1)  # it did move
 
 
 @needs_shared
