@@ -281,6 +281,28 @@ def _checked_seg_files(root: Path, meta: dict, seg_models, config: str = "infere
     return seg_models
 
 
+def _bool_option(value, name: str) -> bool:
+    """A bundle's true/false option as Fire passes it (``True``/``False`` or the strings true/false, on/off, ...;
+    ``bool("false")`` would be True); an :class:`InputError` naming the option otherwise."""
+    from .registration import as_bool
+
+    try:
+        return as_bool(value, name)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def eval_fix_folds_option(value) -> bool | None:
+    """``evaluate.json``'s ``--eval_fix_folds``: None/null = the model's setting, else true/false as strings or
+    booleans; anything else: one line on stderr and exit status 1."""
+    from .register import fix_folds_arg
+
+    try:
+        return fix_folds_arg(value)
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {str(e).replace('--fix_folds', '--eval_fix_folds')}") from None
+
+
 def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentation.pt",), seg_tta: bool = False):
     """The attention masks' source for an exported bundle's ``evaluate.json``
     (:func:`bundle.registration.test_pairs`' ``seg_model``): ``"truth"`` as given; the bundle's own lung-mask
@@ -295,7 +317,8 @@ def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentat
     try:
         _use_fallbacks()
         files = _checked_seg_files(root, check_weights(root), seg_models, config="evaluate.json")
-        return _bundle_segmentation(root, seg_network, files, bool(seg_tta)).eval()
+        tta = _bool_option(seg_tta, "--seg_tta")
+        return _bundle_segmentation(root, seg_network, files, tta).eval()
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
@@ -322,12 +345,13 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         device = str(device)
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
-        seg = _bundle_segmentation(root, seg_network, seg_models, bool(seg_tta))
+        seg_tta = _bool_option(seg_tta, "--seg_tta")
+        seg = _bundle_segmentation(root, seg_network, seg_models, seg_tta)
         w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
         registrar = reg_mod.Registrar.from_networks(network, settings, seg.to(device).eval(), device=device,
                                                     refine_steps=int(refine_steps),
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),
-                                                    names=_bundle_names(meta, root, seg_models, bool(seg_tta)),
+                                                    names=_bundle_names(meta, root, seg_models, seg_tta),
                                                     refine_mask_weight=w)
         return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                         pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
@@ -616,7 +640,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                                        "@seg_network_def, @seg_models, @seg_tta))",
                    "validate#evaluator#iteration_update": f"$scripts.{PACKAGE}.registration.EvalStep(@load_settings, "
                                                           "refine_steps=@refine_steps, refine_weights={'w_mask': "
-                                                          "@refine_mask_weight}, fix_folds=@eval_fix_folds)"})
+                                                          "@refine_mask_weight}, fix_folds="
+                                                          f"scripts.{PACKAGE}.export.eval_fix_folds_option(@eval_fix_folds))"})
         ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
         out["evaluate.json"] = ev
         return out

@@ -340,10 +340,12 @@ class RegistrationBatches(torch.utils.data.Dataset):
 
 
 class RegistrationValPairs(torch.utils.data.Dataset):
-    """A fixed list of (moving, fixed) pairs at full resolution, as single-pair items (batch them)."""
+    """A fixed list of (moving, fixed) pairs at full resolution, as single-pair items (batch them). With image
+    ``names`` each item also has ``"pair"`` = ``"<moving>__<fixed>"`` (the row name of evaluate.json's CSVs)."""
 
-    def __init__(self, images, masks, attn, pairs):
+    def __init__(self, images, masks, attn, pairs, names=None):
         self.images, self.masks, self.attn, self.pairs = images, masks, attn, list(pairs)
+        self.names = list(names) if names is not None else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -353,6 +355,8 @@ class RegistrationValPairs(torch.utils.data.Dataset):
         d = {"moving": self.images[m], "fixed": self.images[f], "moving_mask": self.masks[m],
              "fixed_mask": self.masks[f], "moving_attn": self.attn[m], "fixed_attn": self.attn[f]}
         d["image"], d["label"] = torch.cat([d["moving"], d["fixed"]]), d["fixed_mask"]
+        if self.names is not None:
+            d["pair"] = f"{self.names[m]}__{self.names[f]}"
         return d
 
 
@@ -386,7 +390,7 @@ def test_pairs(dataset: str, data_dir=None, seg_model=None, split: str = "test")
 
     d = load_split(dataset, split, data_dir)
     return RegistrationValPairs(d.images, d.masks, attention_masks(d.images, seg_model, truth=d.masks),
-                                all_ordered_pairs(len(d)))
+                                all_ordered_pairs(len(d)), names=d.ids)
 
 
 # --------------------------------------------------------------------------------------------- engine steps

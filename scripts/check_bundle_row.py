@@ -1,7 +1,7 @@
 # Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
 """Does an exported registration bundle deliver the numbers of the results row it was exported with?
 
-    python scripts/check_bundle_row.py dist/cxreg_registration_jsrt_accurate_v0.5.4.zip JSRT \\
+    python scripts/check_bundle_row.py dist/cxreg_registration_jsrt_accurate_v0.5.5.zip JSRT \\
         universal_df1_segDS256tta_refine20_mw80 --pairs 8
 
 unpacks the bundle into a temporary folder, runs its ``inference`` (``python -m monai.bundle run inference

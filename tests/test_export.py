@@ -455,8 +455,10 @@ def test_bundle_evaluate_json_scores_what_cxreg_evaluate_scores_with_the_same_se
                        cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = b / "runs" / "registration_TOY" / "eval_TOY"
-    got = {m: sorted(float(row.split(",")[-1]) for row in (out / f"{name}_raw.csv").read_text().splitlines()[1:])
-           for m, name in (("dsc", "val_mean_dice"), ("hd", "val_hausdorff"))}
+    got = {}  # per metric: {"<moving>__<fixed>": value}, the rows of evaluate.json's per-pair CSVs
+    for m, name in (("dsc", "val_mean_dice"), ("hd", "val_hausdorff"), ("assd", "val_assd")):
+        with open(out / f"{name}_raw.csv") as f:
+            got[m] = {row["filename"]: float(row["mean"]) for row in csv_mod.DictReader(f)}
     ref = tmp_path / "ref"
     r = subprocess.run([sys.executable, "-m", "bundle.cli", "evaluate", "--method", "ours", "--model", "universal",
                         "--seg-model", "JSRT+universal@tta", "--refine", "3", "--refine-mask-weight", "80",
@@ -465,11 +467,39 @@ def test_bundle_evaluate_json_scores_what_cxreg_evaluate_scores_with_the_same_se
     assert r.returncode == 0, r.stderr[-2000:]
     with open(ref / "pairs.csv") as f:
         rows = list(csv_mod.DictReader(f))
-    assert len(rows) == len(got["dsc"]) == 20
-    want = {m: sorted(float(row[m]) for row in rows) for m in ("dsc", "hd")}
+    assert len(rows) == len(got["dsc"]) == 20  # one row per ordered pair, each named once
+    keys = [f"{r['moving']}__{r['fixed']}" for r in rows]
+    assert sorted(keys) == sorted(got["dsc"])
+    want = {m: [float(r[m]) for r in rows] for m in ("dsc", "hd", "assd")}
     assert 0.5 < min(want["dsc"]) < 1  # the synthetic lungs are found and the pairs differ
-    np.testing.assert_allclose(got["dsc"], want["dsc"], atol=1e-4)
-    np.testing.assert_allclose(got["hd"], want["hd"], atol=1e-3)
+    for m, atol in (("dsc", 1e-4), ("hd", 1e-3), ("assd", 1e-3)):  # pair by pair
+        np.testing.assert_allclose([got[m][k] for k in keys], want[m], atol=atol, err_msg=m)
+
+
+def test_bundle_true_false_options_read_fires_strings(tmp_path):
+    """Fire passes ``--seg_tta false`` and ``--eval_fix_folds off`` as strings; ``bool("false")`` is True, so before
+    0.5.5 both switched the option on. Now they parse as cxreg register's --fix_folds does."""
+    from bundle.export import _bool_option, bundle_attention, eval_fix_folds_option
+    from bundle.networks import LungSegNet
+    from bundle.networks.segmentation import SegShiftTTA
+
+    assert [_bool_option(v, "--seg_tta") for v in ("false", "False", "off", False, "true", "on", True)] == \
+        [False, False, False, False, True, True, True]
+    with pytest.raises(InputError, match="--seg_tta must be true or false, not 'maybe'"):
+        _bool_option("maybe", "--seg_tta")
+    assert [eval_fix_folds_option(v) for v in ("false", "off", False, "true", True, "null", None)] == \
+        [False, False, False, True, True, None, None]
+    with pytest.raises(SystemExit, match="--eval_fix_folds must be true or false"):
+        eval_fix_folds_option("maybe")
+    z = export_bundle("registration", "JSRT", tmp_path / "dist", check=False)
+    with zipfile.ZipFile(z) as f:
+        f.extractall(tmp_path / "u")
+    b = next((tmp_path / "u").iterdir())
+    seg = str(b / "models" / "segmentation.pt")
+    assert not isinstance(bundle_attention(b, seg, LungSegNet(spatial_dims=2), ["segmentation.pt"], "false"), SegShiftTTA)
+    assert isinstance(bundle_attention(b, seg, LungSegNet(spatial_dims=2), ["segmentation.pt"], "true"), SegShiftTTA)
+    ev = json.loads((b / "configs" / "evaluate.json").read_text())
+    assert "eval_fix_folds_option(@eval_fix_folds)" in ev["validate#evaluator#iteration_update"]
 
 
 @needs_universal

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bundle.networks import MultiScaleRegNet
-from bundle.refine import refine_loss, refine_residual
+from bundle.refine import border_distances, refine_loss, refine_residual
 from bundle.registration import RegSettings, predict_field
 from bundle.spatial import resize_image
 
@@ -128,3 +128,7 @@ def test_refining_in_sub_batches_gives_the_same_fields_as_all_at_once():
     parts = refine_residual(init, moving, fixed, moving, fixed, st, aff, max_batch=2, **kw)
     assert (whole - resize_image(init, 64) * 2).abs().max() > 0.05  # the steps moved the fields
     torch.testing.assert_close(parts, whole, rtol=0, atol=1e-6)
+    # a given per-pair fixed_dist (B, 1, 64, 64) is sliced with the pairs: the same fields as computing it per part
+    dist = border_distances(resize_image(fixed, 64))
+    given = refine_residual(init, moving, fixed, moving, fixed, st, aff, max_batch=2, fixed_dist=dist, **kw)
+    torch.testing.assert_close(given, whole, rtol=0, atol=1e-6)

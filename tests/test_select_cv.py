@@ -57,4 +57,3 @@ def test_bad_rows_stop_with_one_line(tmp_path):
     assert r.returncode == 1 and "the rows do not hold the same pairs" in r.stderr
     r = _run("X", "A", "--exclude", "zz", "--dir", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 1 and "not in the rows: ['zz']" in r.stderr
-

@@ -1,0 +1,177 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""``cxreg warp``: apply a saved ``ddf.nii.gz`` (written by ``cxreg register``) to another image or label map of
+the moving image -- a second exposure, a heart or clavicle segmentation, a multi-label atlas.
+
+Direction (as ``cxreg register``): the field lives on the **fixed** grid; each fixed point p takes the moving
+image's value at the physical point p + ddf(p). So the output has the ddf's grid (the fixed image's size, origin,
+spacing and direction) and the input must be on the moving image's grid (same size and, for NIfTI/DICOM, the same
+geometry as the moving image that was registered). Grey images are resampled linearly; ``labels=True`` uses the
+nearest neighbour and keeps the integer labels (no label is blended into another). Outside the moving image a
+grey image repeats its border value (as ``cxreg register``'s warped image) and a label map is 0 (as its warped mask).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .io import InputError, image_shape, load_image
+
+__all__ = ["warp_file", "read_ddf", "apply_ddf", "add_parser"]
+
+_OUT_TYPES = (".png", ".nii", ".nii.gz")
+
+
+def read_ddf(path: str | os.PathLike):
+    """(vectors (H, W, 2) float32 physical (x, y) displacements, origin (2,), spacing (2,), direction (2, 2)) of a
+    2D ITK displacement field file; :class:`InputError` naming the file when it is not one."""
+    import itk
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: displacement field not found")
+    try:
+        im = itk.imread(str(path))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InputError(f"{path}: cannot be read as a displacement field ({first})") from None
+    arr = np.asarray(itk.array_from_image(im), dtype=np.float32)
+    if im.GetImageDimension() != 2 or arr.ndim != 3 or arr.shape[-1] != 2:
+        raise InputError(f"{path}: not a 2D displacement field (expected a 2-component vector image as written by "
+                         f"cxreg register, got an array of shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: displacement field has NaN or infinite vectors")
+    return (arr, np.array(im.GetOrigin(), dtype=np.float64), np.array(im.GetSpacing(), dtype=np.float64),
+            np.asarray(itk.array_from_matrix(im.GetDirection()), dtype=np.float64))
+
+
+def apply_ddf(moving: np.ndarray, moving_geometry, ddf: np.ndarray, fixed_geometry, labels: bool = False) -> np.ndarray:
+    """Resample ``moving`` (H_m, W_m) onto the field's grid: out[p] = moving(p + ddf[p]) in physical space.
+
+    ``*_geometry`` = (origin (2,), spacing (2,), direction (2, 2)) in ITK's (x, y) order; ``ddf`` (H, W, 2)
+    physical (x, y) displacements. Linear interpolation with the border value repeated outside, or with ``labels`` nearest neighbour and 0 outside.
+    Returns (H, W) float64 (integers with ``labels``).
+    """
+    from scipy.ndimage import map_coordinates
+
+    fo, fs, fd = fixed_geometry
+    mo, ms, md = moving_geometry
+    h, w = ddf.shape[:2]
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
+    phys = fo + (np.stack([cc, rr], -1) * fs) @ fd.T + ddf  # moving point of each fixed pixel, (x, y)
+    idx = ((phys - mo) @ np.linalg.inv(md).T) / ms          # continuous (x, y) index of the moving image
+    coords = np.stack([idx[..., 1], idx[..., 0]])            # (row, col) for map_coordinates
+    order = 0 if labels else 1
+    if labels:  # nearest neighbour by rounding half up, so that a field of whole pixels moves labels exactly
+        coords = np.floor(coords + 0.5)
+    return map_coordinates(np.asarray(moving, dtype=np.float64), coords, order=order,
+                           mode="constant" if labels else "nearest", cval=0.0)
+
+
+def _geometry(path: Path, shape):
+    from .register import _itk_geometry
+
+    return _itk_geometry(path, shape)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if not str(out.name).lower().endswith(_OUT_TYPES):
+        raise InputError(f"{out}: unsupported output type (use .png, .nii or .nii.gz)")
+    if out.exists() and (out.is_dir() or not overwrite):
+        raise InputError(f"{out}: output file exists" + ("" if out.is_dir() else " (use --overwrite to replace it)"))
+    if not out.parent.exists():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{out}: output folder cannot be written ({e.strerror or e})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"{out}: output folder cannot be written")
+
+
+def _check_moving_grid(moving: Path, ddf_path: Path, shape) -> None:
+    """If the ddf's folder holds cxreg register's metrics.json and its moving image still exists, the input must
+    have that image's size (a field from another pair, or an image of another size, is refused)."""
+    meta = ddf_path.parent / "metrics.json"
+    try:
+        reg_moving = Path(json.loads(meta.read_text())["moving"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if reg_moving.is_file():
+        want = tuple(n for n in image_shape(reg_moving) if n > 1)[:2]
+        if want and tuple(shape) != want:
+            raise InputError(f"{moving}: image is {shape[0]}x{shape[1]} pixels, but {ddf_path} was computed for the "
+                             f"moving image {reg_moving} of {want[0]}x{want[1]}; warp images on the moving image's grid")
+
+
+def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.PathLike, labels: bool = False,
+              overwrite: bool = False) -> Path:
+    """Warp the image or label map ``moving`` with ``ddf`` (a ``cxreg register`` ``ddf.nii.gz``) onto the fixed grid
+    and write ``out`` (.png or .nii/.nii.gz, written atomically: nothing is left behind on error).
+
+    PNG output: grey values rounded to the input's 8 or 16 bits; labels as uint8 (uint16 above 255). NIfTI output:
+    float32 (uint8/uint16 with ``labels``) with the fixed image's origin, spacing and direction.
+    """
+    import itk
+
+    moving, ddf, out = Path(moving), Path(ddf), Path(out)
+    _check_out(out, overwrite)
+    vec, fo, fs, fd = read_ddf(ddf)
+    img = load_image(moving)
+    if labels:
+        if not np.array_equal(img, np.rint(img)) or img.min() < 0 or img.max() > 65535:
+            raise InputError(f"{moving}: not a label map (--labels needs whole numbers from 0 to 65535)")
+    elif not np.isfinite(img).all():
+        raise InputError(f"{moving}: image has NaN or infinite values")
+    _check_moving_grid(moving, ddf, img.shape)
+    res = apply_ddf(img, _geometry(moving, img.shape), vec, (fo, fs, fd), labels=labels)
+    if labels:
+        res = np.rint(res).astype(np.uint8 if res.max() <= 255 else np.uint16)
+    elif out.name.lower().endswith(".png"):
+        dt = np.uint16 if img.max() > 255 else np.uint8
+        res = np.clip(np.rint(res), 0, np.iinfo(dt).max).astype(dt)
+    else:
+        res = res.astype(np.float32)
+    suffix = ".nii.gz" if out.name.lower().endswith(".nii.gz") else out.suffix
+    fd_, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+    os.close(fd_)
+    try:
+        if suffix == ".png":
+            from PIL import Image
+
+            Image.fromarray(res).save(tmp, format="PNG")
+        else:
+            im = itk.image_from_array(np.ascontiguousarray(res))
+            im.SetOrigin(fo.tolist())
+            im.SetSpacing(fs.tolist())
+            im.SetDirection(itk.matrix_from_array(fd))
+            itk.imwrite(im, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def _cmd_warp(a) -> int:
+    p = warp_file(a.moving, a.ddf, a.out, labels=a.labels, overwrite=a.overwrite)
+    if not a.quiet:
+        print(f"wrote {p}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Register the ``warp`` sub-command on the ``cxreg`` sub-parsers."""
+    p = sub.add_parser("warp", help="apply a saved ddf.nii.gz to another image or label map of the moving image")
+    p.add_argument("moving", help="image or label map on the moving image's grid (PNG, NIfTI or DICOM)")
+    p.add_argument("ddf", help="ddf.nii.gz written by cxreg register (it defines the fixed grid)")
+    p.add_argument("--out", required=True, help="output file (.png, .nii or .nii.gz)")
+    p.add_argument("--labels", action="store_true", help="nearest-neighbour resampling that keeps integer labels "
+                   "(for masks and label maps); default: linear, for grey images")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_warp)

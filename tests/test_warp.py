@@ -1,0 +1,142 @@
+"""cxreg warp: a saved ddf.nii.gz applied to other images and label maps of the moving image.
+
+Analytic checks (a constant field of whole pixels moves a label map by exactly that much, in pixels or mm), the
+same result as cxreg register's own warped image, and one-line errors that leave nothing behind."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bundle.cli import main
+from bundle.warp import apply_ddf
+
+itk = pytest.importorskip("itk")
+
+
+def _write_ddf(path, shape, dxy, spacing=(1.0, 1.0), origin=(0.0, 0.0)):
+    """A constant physical displacement (x, y) on a grid of ``shape`` (H, W)."""
+    vec = np.zeros((*shape, 2), np.float32)
+    vec[..., 0], vec[..., 1] = dxy
+    im = itk.image_from_array(vec, is_vector=True)
+    im.SetSpacing(list(spacing))
+    im.SetOrigin(list(origin))
+    itk.imwrite(im, str(path))
+
+
+def _labels(shape=(40, 48)):
+    lab = np.zeros(shape, np.uint8)
+    lab[8:20, 10:22] = 1
+    lab[22:34, 24:40] = 2
+    lab[5, 40] = 7  # a single pixel: nearest neighbour must not lose it
+    return lab
+
+
+def test_a_constant_field_of_whole_pixels_moves_labels_exactly(tmp_path):
+    lab = _labels()
+    Image.fromarray(lab).save(tmp_path / "labels.png")
+    _write_ddf(tmp_path / "ddf.nii.gz", lab.shape, (3.0, -4.0))  # fixed point p takes moving(p + (x 3, y -4))
+    assert main(["warp", str(tmp_path / "labels.png"), str(tmp_path / "ddf.nii.gz"), "--out",
+                 str(tmp_path / "out.png"), "--labels", "--quiet"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.dtype == np.uint8 and out.shape == lab.shape
+    want = np.zeros_like(lab)
+    want[4:, :-3] = lab[:-4, 3:]  # out[r, c] = lab[r - 4, c + 3]
+    np.testing.assert_array_equal(out, want)
+    assert set(np.unique(out)) == {0, 1, 2, 7}
+
+
+def test_physical_displacements_with_spacing_and_a_nifti_label_map(tmp_path):
+    """ddf in mm (spacing 0.5): 1.5 mm = 3 pixels; NIfTI output keeps the field's geometry and the labels."""
+    lab = _labels().astype(np.float32)
+    for name, sp in (("labels.nii.gz", [0.5, 0.5]),):
+        im = itk.image_from_array(lab)
+        im.SetSpacing(sp)
+        im.SetOrigin([2.0, 1.0])
+        itk.imwrite(im, str(tmp_path / name))
+    _write_ddf(tmp_path / "ddf.nii.gz", lab.shape, (1.5, 0.0), spacing=(0.5, 0.5), origin=(2.0, 1.0))
+    assert main(["warp", str(tmp_path / "labels.nii.gz"), str(tmp_path / "ddf.nii.gz"), "--out",
+                 str(tmp_path / "out.nii.gz"), "--labels", "--quiet"]) == 0
+    out_im = itk.imread(str(tmp_path / "out.nii.gz"))
+    assert np.allclose(out_im.GetSpacing(), [0.5, 0.5]) and np.allclose(out_im.GetOrigin(), [2.0, 1.0])
+    out = itk.array_from_image(out_im)
+    want = np.zeros_like(lab)
+    want[:, :-3] = lab[:, 3:]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_zero_field_is_the_identity_and_half_pixels_interpolate_grey_values():
+    img = np.arange(30, dtype=np.float64).reshape(5, 6)
+    geo = (np.zeros(2), np.ones(2), np.eye(2))
+    np.testing.assert_allclose(apply_ddf(img, geo, np.zeros((5, 6, 2), np.float32), geo), img)
+    half = np.zeros((5, 6, 2), np.float32)
+    half[..., 0] = 0.5  # x + 0.5: the mean of a pixel and its right neighbour
+    np.testing.assert_allclose(apply_ddf(img, geo, half, geo)[:, :-1], img[:, :-1] + 0.5)
+
+
+def test_warp_reproduces_cxreg_registers_warped_image_and_mask(tmp_path, models):
+    from .test_register import _pair, _run
+
+    d = _pair(tmp_path, (96, 80))
+    out = tmp_path / "reg"
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(out),
+                "--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png")) == 0
+    assert main(["warp", str(d / "moving.png"), str(out / "ddf.nii.gz"), "--out", str(tmp_path / "w.png"),
+                 "--quiet"]) == 0
+    assert main(["warp", str(d / "moving_mask.png"), str(out / "ddf.nii.gz"), "--out", str(tmp_path / "m.png"),
+                 "--labels", "--quiet"]) == 0
+    w = np.asarray(Image.open(tmp_path / "w.png")).astype(np.float32)
+    ref = np.asarray(Image.open(out / "warped.png")).astype(np.float32)
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.abs(w[inner] - ref[inner]).mean() < 1.0  # interpolation and rounding only
+    m = np.asarray(Image.open(tmp_path / "m.png"))
+    assert set(np.unique(m)) <= {0, 255}  # labels kept, nothing blended
+    ref_m = np.asarray(Image.open(out / "warped_mask.png"))
+    # nearest neighbour against register's bilinear-then-threshold: they may differ only next to the mask's border
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    band = binary_dilation(ref_m > 0) & ~binary_erosion(ref_m > 0)
+    assert not ((m != ref_m) & ~band).any()
+    assert (m != ref_m).sum() <= 0.1 * band.sum()
+
+
+def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, models):
+    lab = _labels()
+    Image.fromarray(lab).save(tmp_path / "labels.png")
+    Image.fromarray(lab.astype(np.float32) * 0.5 + 0.25, mode="F").save(tmp_path / "grey.tiff")
+    _write_ddf(tmp_path / "ddf.nii.gz", lab.shape, (1.0, 0.0))
+    scalar = itk.image_from_array(np.zeros(lab.shape, np.float32))
+    itk.imwrite(scalar, str(tmp_path / "scalar.nii.gz"))
+    nonint = itk.image_from_array(lab.astype(np.float32) + 0.5)
+    itk.imwrite(nonint, str(tmp_path / "nonint.nii.gz"))
+    (tmp_path / "exists.png").write_bytes(b"keep")
+    cases = [
+        (["labels.png", "scalar.nii.gz", "o1.png"], "scalar.nii.gz: not a 2D displacement field"),
+        (["labels.png", "missing.nii.gz", "o2.png"], "missing.nii.gz: displacement field not found"),
+        (["nonint.nii.gz", "ddf.nii.gz", "o3.nii.gz", "--labels"], "nonint.nii.gz: not a label map"),
+        (["labels.png", "ddf.nii.gz", "o4.jpg"], "o4.jpg: unsupported output type"),
+        (["labels.png", "ddf.nii.gz", "exists.png"], "exists.png: output file exists (use --overwrite"),
+    ]
+    for (mov, ddf, o, *extra), msg in cases:
+        assert main(["warp", str(tmp_path / mov), str(tmp_path / ddf), "--out", str(tmp_path / o), *extra]) == 1
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+        if o != "exists.png":
+            assert not (tmp_path / o).exists()
+    assert (tmp_path / "exists.png").read_bytes() == b"keep"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_an_image_of_another_size_than_the_registered_moving_image_is_refused(tmp_path, capsys, models):
+    from .test_register import _pair, _run
+
+    d = _pair(tmp_path, (64, 64))
+    out = tmp_path / "reg"
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(out)) == 0
+    assert json.loads((out / "metrics.json").read_text())["moving"] == str(d / "moving.png")
+    Image.fromarray(np.zeros((50, 64), np.uint8)).save(tmp_path / "small.png")
+    assert main(["warp", str(tmp_path / "small.png"), str(out / "ddf.nii.gz"), "--out", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "small.png: image is 50x64 pixels" in err and "64x64" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
