@@ -226,17 +226,33 @@ def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=No
     return res
 
 
-def metrics_of(res: dict) -> dict:
+def metrics_of(res: dict, spacing=None) -> dict:
+    """JAC always; DSC, HD and ASSD (pixels of the fixed image) when both masks were given, and with ``spacing``
+    (row, col) mm of the fixed image other than (1, 1) also ``hd_mm``, ``assd_mm`` and ``spacing_mm``."""
     ddf = torch.from_numpy(res["ddf"])[None]
     out = {"jac": int((torch.from_numpy(res["jacobian"]) <= 0).sum()),
            "jac_pct": float(100 * (torch.from_numpy(res["jacobian"]) <= 0).float().mean())}
     if "folds_removed" in res:
         out["folds_removed"] = res["folds_removed"]
     if res["masks_given"]:
-        m = pair_metrics(torch.from_numpy(res["warped_mask"])[None, None].float(),
-                         torch.from_numpy(np.asarray(res["fixed_mask"]))[None, None].float(), ddf)
+        wm = torch.from_numpy(res["warped_mask"])[None, None].float()
+        fm = torch.from_numpy(np.asarray(res["fixed_mask"]))[None, None].float()
+        m = pair_metrics(wm, fm, ddf)
         out.update({k: m[k][0] for k in ("dsc", "hd", "assd")})
+        if spacing is not None and not np.allclose(spacing, 1.0):
+            from .metrics import surface_metrics
+
+            hd, sd = surface_metrics(wm, fm, tuple(float(v) for v in spacing))
+            out.update({"hd_mm": float(hd[0]), "assd_mm": float(sd[0]), "spacing_mm": [float(v) for v in spacing]})
     return out
+
+
+def fixed_spacing(path, shape) -> tuple[float, float] | None:
+    """(row, col) pixel spacing in mm of a NIfTI or DICOM fixed image (from its header); None for PNG."""
+    if not (is_nifti(path) or is_dicom(path)):
+        return None
+    sx, sy = _itk_geometry(path, shape)[1][:2]
+    return float(sy), float(sx)
 
 
 def _itk_geometry(path: str | os.PathLike, shape):
@@ -297,7 +313,8 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
         tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
              [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
-        info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics_of(res)}
+        info = {"fixed": str(fixed_path), "moving": str(moving_path),
+                **metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))}
         if options:
             info["options"] = options
         (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
@@ -348,7 +365,8 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
             res = reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
             dest = Path(out_dir) if single else Path(out_dir) / name
             write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite, options=reg.options())
-            status.append({"pair": name, "ok": True, "out": str(dest), **metrics_of(res)})
+            status.append({"pair": name, "ok": True, "out": str(dest),
+                           **metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))})
         except InputError as e:
             if strict:
                 raise

@@ -139,6 +139,9 @@ def test_nifti_outputs_carry_the_fixed_images_origin_spacing_and_direction(tmp_p
     assert _run(tmp_path, models, str(d / "moving.nii.gz"), str(d / "fixed.nii.gz"), "--out", str(d / "nii"), *masks) == 0
     assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(d / "png"), *masks) == 0
     fixed = itk.imread(str(d / "fixed.nii.gz"))
+    m = json.loads((d / "nii" / "metrics.json").read_text())
+    assert m["spacing_mm"] == pytest.approx([0.7, 0.5]) and "hd_mm" in m  # (row, col) from ITK's (x 0.5, y 0.7)
+    assert "hd_mm" not in json.loads((d / "png" / "metrics.json").read_text())
     for name in ("warped.nii.gz", "ddf.nii.gz", "jacobian.nii.gz"):
         out = itk.imread(str(d / "nii" / name))
         assert np.allclose(out.GetOrigin(), fixed.GetOrigin()), name
@@ -151,6 +154,25 @@ def test_nifti_outputs_carry_the_fixed_images_origin_spacing_and_direction(tmp_p
     assert warped_nii.shape == (96, 80)
     assert np.abs(warped_nii - warped_png).max() <= 0.5 + 1e-4  # the PNG is the same values rounded to integers
     assert not np.allclose(warped_nii, np.asarray(Image.open(d / "moving.png")), atol=1)  # it did move
+
+
+def test_distances_in_mm_use_the_fixed_images_row_and_column_spacing():
+    """A square shifted by 3 rows: HD 3 px; with (row, col) spacing (0.5, 2.0) mm that is 1.5 mm, and a shift by 3
+    columns is 6 mm; unit spacing (PNG) adds no mm keys."""
+    from bundle.register import metrics_of
+
+    def res(dr, dc):
+        f = np.zeros((40, 40), np.uint8)
+        f[10:30, 10:30] = 1
+        w = np.roll(np.roll(f, dr, 0), dc, 1)
+        return {"ddf": np.zeros((2, 40, 40), np.float32), "jacobian": np.ones((40, 40), np.float32),
+                "warped_mask": w, "fixed_mask": f, "masks_given": True}
+
+    rows, cols = metrics_of(res(3, 0), (0.5, 2.0)), metrics_of(res(0, 3), (0.5, 2.0))
+    assert rows["hd"] == pytest.approx(3) and rows["hd_mm"] == pytest.approx(1.5) and rows["spacing_mm"] == [0.5, 2.0]
+    assert cols["hd"] == pytest.approx(3) and cols["hd_mm"] == pytest.approx(6.0)
+    assert 0 < rows["assd_mm"] < rows["assd"]
+    assert "hd_mm" not in metrics_of(res(3, 0), (1.0, 1.0)) and "hd_mm" not in metrics_of(res(3, 0), None)
 
 
 @needs_shared
