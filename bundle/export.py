@@ -335,6 +335,10 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
     ``refine_mask_weight`` (None = ``cxreg register``'s default). Errors: one line on stderr and exit status 1
     (a traceback with ``--debug True``)."""
     try:
+        debug = _bool_option(debug, "--debug")  # Fire passes --debug false as the string "false"
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
+    try:
         _use_fallbacks()
         root = Path(bundle_root)
         meta = check_weights(root)

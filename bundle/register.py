@@ -256,16 +256,30 @@ def fixed_spacing(path, shape) -> tuple[float, float] | None:
 
 
 def _itk_geometry(path: str | os.PathLike, shape):
-    """(origin (2,), spacing (2,), direction (2, 2)) of an image file in ITK's (x, y) order; PNG -> identity."""
+    """(origin (2,), spacing (2,), direction (2, 2)) of an image file in ITK's (x, y) order; PNG -> identity.
+
+    A 2D file gives its geometry; a single-frame DICOM or a NIfTI stored as (x, y, 1) gives its in-plane part. If
+    that in-plane direction is not a rotation or flip (|det| far from 1, e.g. a DICOM whose rows run along z), the
+    direction is taken as the identity (origin and spacing kept): ITK refuses a singular direction."""
     if is_nifti(path) or is_dicom(path):
         import itk
 
-        im = itk.imread(str(path))
-        if im.GetImageDimension() == 2:
-            return (np.array(im.GetOrigin()), np.array(im.GetSpacing()), itk.array_from_matrix(im.GetDirection()))
-        if is_dicom(path):  # single-frame DICOM comes as (x, y, 1): its in-plane geometry
-            return (np.array(im.GetOrigin())[:2], np.array(im.GetSpacing())[:2],
-                    itk.array_from_matrix(im.GetDirection())[:2, :2])
+        try:
+            reader = itk.ImageFileReader.New(FileName=str(path))
+            reader.UpdateOutputInformation()
+            im = reader.GetOutput()
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise InputError(f"{path}: cannot read its geometry ({first})") from None
+        d = im.GetImageDimension()
+        size = [int(im.GetLargestPossibleRegion().GetSize()[i]) for i in range(d)]
+        if d == 2 or (d == 3 and size[2] == 1):
+            o = np.array(im.GetOrigin(), dtype=np.float64)[:2]
+            sp = np.array(im.GetSpacing(), dtype=np.float64)[:2]
+            dr = np.asarray(itk.array_from_matrix(im.GetDirection()), dtype=np.float64)[:2, :2]
+            if abs(abs(np.linalg.det(dr)) - 1) > 1e-3:
+                dr = np.eye(2)
+            return o, sp, dr
     return np.zeros(2), np.ones(2), np.eye(2)
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, image_shape, load_image
+from .io import InputError, image_shape, is_nifti, load_image
 
-__all__ = ["warp_file", "read_ddf", "apply_ddf", "add_parser"]
+__all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
 _OUT_TYPES = (".png", ".nii", ".nii.gz")
 
@@ -34,6 +34,8 @@ def read_ddf(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: displacement field not found")
+    if not is_nifti(path):
+        raise InputError(f"{path}: not a displacement field (expected the .nii.gz written by cxreg register)")
     try:
         im = itk.imread(str(path))
     except Exception as e:
@@ -79,32 +81,48 @@ def _geometry(path: Path, shape):
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an unusable output path before any work (nothing is created here)."""
     if not str(out.name).lower().endswith(_OUT_TYPES):
         raise InputError(f"{out}: unsupported output type (use .png, .nii or .nii.gz)")
     if out.exists() and (out.is_dir() or not overwrite):
-        raise InputError(f"{out}: output file exists" + ("" if out.is_dir() else " (use --overwrite to replace it)"))
-    if not out.parent.exists():
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"{out}: output folder cannot be written ({e.strerror or e})") from None
-    if not os.access(out.parent, os.W_OK):
-        raise InputError(f"{out}: output folder cannot be written")
+        raise InputError(f"{out}: output file exists" + (" and is a folder" if out.is_dir() else
+                                                          " (use --overwrite to replace it)"))
+    anc = out.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir() or not os.access(anc, os.W_OK):
+        raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
 
 
-def _check_moving_grid(moving: Path, ddf_path: Path, shape) -> None:
-    """If the ddf's folder holds cxreg register's metrics.json and its moving image still exists, the input must
-    have that image's size (a field from another pair, or an image of another size, is refused)."""
-    meta = ddf_path.parent / "metrics.json"
+def _registered_moving(ddf_path: Path) -> Path | None:
+    """The moving image ``cxreg register`` computed ``ddf_path`` for (from the metrics.json beside it), if it
+    still exists."""
     try:
-        reg_moving = Path(json.loads(meta.read_text())["moving"])
+        p = Path(json.loads((ddf_path.parent / "metrics.json").read_text())["moving"])
     except (OSError, ValueError, KeyError, TypeError):
-        return
-    if reg_moving.is_file():
-        want = tuple(n for n in image_shape(reg_moving) if n > 1)[:2]
-        if want and tuple(shape) != want:
-            raise InputError(f"{moving}: image is {shape[0]}x{shape[1]} pixels, but {ddf_path} was computed for the "
-                             f"moving image {reg_moving} of {want[0]}x{want[1]}; warp images on the moving image's grid")
+        return None
+    return p if p.is_file() else None
+
+
+def moving_geometry(moving: Path, ddf_path: Path, shape):
+    """The geometry to read ``moving`` with: its own (NIfTI/DICOM) or, for a PNG, that of the registered moving
+    image (a PNG mask of a DICOM moving image lies on the DICOM's grid). When the registered moving image is known,
+    the input must have its size and, if both carry one, its geometry; otherwise an :class:`InputError`."""
+    own = _geometry(moving, shape)
+    reg = _registered_moving(ddf_path)
+    if reg is None:
+        return own
+    want = tuple(n for n in image_shape(reg) if n > 1)[:2]
+    if want and tuple(shape) != want:
+        raise InputError(f"{moving}: image is {shape[0]}x{shape[1]} pixels, but {ddf_path} was computed for the "
+                         f"moving image {reg} of {want[0]}x{want[1]}; warp images on the moving image's grid")
+    reg_geo = _geometry(reg, shape)
+    if moving.suffix.lower() == ".png":
+        return reg_geo
+    if not all(np.allclose(a, b, atol=1e-4) for a, b in zip(own, reg_geo)):
+        raise InputError(f"{moving}: its origin, spacing or direction differ from those of the registered moving "
+                         f"image {reg}; warp images on the moving image's grid")
+    return own
 
 
 def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.PathLike, labels: bool = False,
@@ -112,8 +130,9 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
     """Warp the image or label map ``moving`` with ``ddf`` (a ``cxreg register`` ``ddf.nii.gz``) onto the fixed grid
     and write ``out`` (.png or .nii/.nii.gz, written atomically: nothing is left behind on error).
 
-    PNG output: grey values rounded to the input's 8 or 16 bits; labels as uint8 (uint16 above 255). NIfTI output:
-    float32 (uint8/uint16 with ``labels``) with the fixed image's origin, spacing and direction.
+    PNG output: grey values rounded to the input's 8 or 16 bits (the input must hold whole numbers from 0 to
+    65535; write a float image to .nii.gz); labels as uint8 (uint16 above 255). NIfTI output: float32
+    (uint8/uint16 with ``labels``) with the fixed image's origin, spacing and direction.
     """
     import itk
 
@@ -121,21 +140,25 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
     _check_out(out, overwrite)
     vec, fo, fs, fd = read_ddf(ddf)
     img = load_image(moving)
-    if labels:
-        if not np.array_equal(img, np.rint(img)) or img.min() < 0 or img.max() > 65535:
-            raise InputError(f"{moving}: not a label map (--labels needs whole numbers from 0 to 65535)")
-    elif not np.isfinite(img).all():
+    whole = np.isfinite(img).all() and np.array_equal(img, np.rint(img)) and img.min() >= 0 and img.max() <= 65535
+    if labels and not whole:
+        raise InputError(f"{moving}: not a label map (--labels needs whole numbers from 0 to 65535)")
+    if not np.isfinite(img).all():
         raise InputError(f"{moving}: image has NaN or infinite values")
-    _check_moving_grid(moving, ddf, img.shape)
-    res = apply_ddf(img, _geometry(moving, img.shape), vec, (fo, fs, fd), labels=labels)
+    to_png = out.name.lower().endswith(".png")
+    if to_png and not whole:
+        raise InputError(f"{moving}: values are not whole numbers from 0 to 65535, so a PNG would change them "
+                         f"(write {out.name.rsplit('.', 1)[0]}.nii.gz instead)")
+    res = apply_ddf(img, moving_geometry(moving, ddf, img.shape), vec, (fo, fs, fd), labels=labels)
     if labels:
         res = np.rint(res).astype(np.uint8 if res.max() <= 255 else np.uint16)
-    elif out.name.lower().endswith(".png"):
+    elif to_png:
         dt = np.uint16 if img.max() > 255 else np.uint8
         res = np.clip(np.rint(res), 0, np.iinfo(dt).max).astype(dt)
     else:
         res = res.astype(np.float32)
     suffix = ".nii.gz" if out.name.lower().endswith(".nii.gz") else out.suffix
+    out.parent.mkdir(parents=True, exist_ok=True)
     fd_, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
     os.close(fd_)
     try:
@@ -151,6 +174,8 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
             itk.imwrite(im, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
+    except OSError as e:
+        raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

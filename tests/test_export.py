@@ -491,6 +491,10 @@ def test_bundle_true_false_options_read_fires_strings(tmp_path):
         [False, False, False, True, True, None, None]
     with pytest.raises(SystemExit, match="--eval_fix_folds must be true or false"):
         eval_fix_folds_option("maybe")
+    from bundle.export import run_registration
+
+    with pytest.raises(SystemExit, match="--debug must be true or false, not 'maybe'"):
+        run_registration(tmp_path, None, None, {}, debug="maybe")
     z = export_bundle("registration", "JSRT", tmp_path / "dist", check=False)
     with zipfile.ZipFile(z) as f:
         f.extractall(tmp_path / "u")

@@ -156,6 +156,25 @@ def test_nifti_outputs_carry_the_fixed_images_origin_spacing_and_direction(tmp_p
     assert not np.allclose(warped_nii, np.asarray(Image.open(d / "moving.png")), atol=1)  # it did move
 
 
+def test_geometry_of_a_nifti_stored_as_x_y_1_and_of_a_singular_in_plane_direction(tmp_path):
+    """A NIfTI of shape (x, y, 1) keeps its in-plane spacing and origin (before 0.5.5: a unit grid); a direction
+    whose in-plane part is singular (rows along z, as a coronal DICOM's) falls back to the identity instead of
+    making ITK refuse the outputs."""
+    itk = pytest.importorskip("itk")
+    from bundle.register import _itk_geometry
+
+    im = itk.image_from_array(np.zeros((1, 30, 20), np.float32))  # (z, y, x) array: x 20, y 30, z 1
+    im.SetSpacing([0.5, 0.7, 2.0])
+    im.SetOrigin([1.0, 2.0, 3.0])
+    itk.imwrite(im, str(tmp_path / "xy1.nii.gz"))
+    o, sp, dr = _itk_geometry(tmp_path / "xy1.nii.gz", (30, 20))
+    assert np.allclose(sp, [0.5, 0.7]) and np.allclose(o, [1.0, 2.0]) and np.allclose(np.abs(dr), np.eye(2))
+    im.SetDirection(itk.matrix_from_array(np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])))
+    itk.imwrite(im, str(tmp_path / "coronal.nii.gz"))
+    o, sp, dr = _itk_geometry(tmp_path / "coronal.nii.gz", (30, 20))
+    assert np.allclose(dr, np.eye(2)) and np.allclose(sp, [0.5, 0.7])
+
+
 def test_distances_in_mm_use_the_fixed_images_row_and_column_spacing():
     """A square shifted by 3 rows: HD 3 px; with (row, col) spacing (0.5, 2.0) mm that is 1.5 mm, and a shift by 3
     columns is 6 mm; unit spacing (PNG) adds no mm keys."""

@@ -47,23 +47,69 @@ def test_a_constant_field_of_whole_pixels_moves_labels_exactly(tmp_path):
     assert set(np.unique(out)) == {0, 1, 2, 7}
 
 
-def test_physical_displacements_with_spacing_and_a_nifti_label_map(tmp_path):
-    """ddf in mm (spacing 0.5): 1.5 mm = 3 pixels; NIfTI output keeps the field's geometry and the labels."""
+def test_physical_displacements_with_anisotropic_spacing_and_a_flip(tmp_path):
+    """Spacing (x 0.5, y 0.7) mm, x flipped, on both grids: a physical (dx 1.5, dy -2.8) mm is (-3, -4) in
+    (column, row) indices; the NIfTI output keeps the field's geometry and the labels."""
     lab = _labels().astype(np.float32)
-    for name, sp in (("labels.nii.gz", [0.5, 0.5]),):
-        im = itk.image_from_array(lab)
-        im.SetSpacing(sp)
-        im.SetOrigin([2.0, 1.0])
-        itk.imwrite(im, str(tmp_path / name))
-    _write_ddf(tmp_path / "ddf.nii.gz", lab.shape, (1.5, 0.0), spacing=(0.5, 0.5), origin=(2.0, 1.0))
+    sp, org, dr = [0.5, 0.7], [2.0, 1.0], np.array([[-1.0, 0.0], [0.0, 1.0]])
+    im = itk.image_from_array(lab)
+    im.SetSpacing(sp)
+    im.SetOrigin(org)
+    im.SetDirection(itk.matrix_from_array(dr))
+    itk.imwrite(im, str(tmp_path / "labels.nii.gz"))
+    vec = np.zeros((*lab.shape, 2), np.float32)
+    vec[..., 0], vec[..., 1] = 1.5, -2.8
+    f = itk.image_from_array(vec, is_vector=True)
+    f.SetSpacing(sp)
+    f.SetOrigin(org)
+    f.SetDirection(itk.matrix_from_array(dr))
+    itk.imwrite(f, str(tmp_path / "ddf.nii.gz"))
     assert main(["warp", str(tmp_path / "labels.nii.gz"), str(tmp_path / "ddf.nii.gz"), "--out",
                  str(tmp_path / "out.nii.gz"), "--labels", "--quiet"]) == 0
     out_im = itk.imread(str(tmp_path / "out.nii.gz"))
-    assert np.allclose(out_im.GetSpacing(), [0.5, 0.5]) and np.allclose(out_im.GetOrigin(), [2.0, 1.0])
+    assert np.allclose(out_im.GetSpacing(), sp) and np.allclose(out_im.GetOrigin(), org)
+    assert np.allclose(itk.array_from_matrix(out_im.GetDirection()), dr)
     out = itk.array_from_image(out_im)
     want = np.zeros_like(lab)
-    want[:, :-3] = lab[:, 3:]
+    want[4:, 3:] = lab[:-4, :-3]  # out[r, c] = lab[r - 4, c - 3]
     np.testing.assert_array_equal(out, want)
+
+
+def test_a_png_mask_of_a_nifti_moving_image_is_read_on_the_nifti_grid(tmp_path, models):
+    """Register a flipped, anisotropic NIfTI pair (PNG masks); cxreg warp of the moving NIfTI reproduces
+    warped.nii.gz (so ddf.nii.gz is right under that geometry) and of the PNG mask warped_mask.png (the PNG is
+    read on the registered moving image's grid); a NIfTI of another geometry is refused."""
+    from .test_register import _pair, _run
+
+    d = _pair(tmp_path, (96, 80))
+    origin, spacing, direction = [10.0, -3.0], [0.5, 0.7], np.array([[-1.0, 0.0], [0.0, 1.0]])
+    for name in ("fixed", "moving"):
+        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.float32))
+        im.SetOrigin(origin)
+        im.SetSpacing(spacing)
+        im.SetDirection(itk.matrix_from_array(direction))
+        itk.imwrite(im, str(d / f"{name}.nii.gz"))
+    out = tmp_path / "reg"
+    assert _run(tmp_path, models, str(d / "moving.nii.gz"), str(d / "fixed.nii.gz"), "--out", str(out),
+                "--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png")) == 0
+    ddf = str(out / "ddf.nii.gz")
+    assert main(["warp", str(d / "moving.nii.gz"), ddf, "--out", str(tmp_path / "w.nii.gz"), "--quiet"]) == 0
+    assert main(["warp", str(d / "moving_mask.png"), ddf, "--out", str(tmp_path / "m.png"), "--labels", "--quiet"]) == 0
+    w = itk.array_from_image(itk.imread(str(tmp_path / "w.nii.gz")))
+    ref = itk.array_from_image(itk.imread(str(out / "warped.nii.gz")))
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.abs(w[inner] - ref[inner]).mean() < 0.5
+    assert np.abs(w - np.asarray(Image.open(d / "moving.png"), np.float32)).mean() > 1  # it did move
+    m = np.asarray(Image.open(tmp_path / "m.png"))
+    ref_m = np.asarray(Image.open(out / "warped_mask.png"))
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    band = binary_dilation(ref_m > 0) & ~binary_erosion(ref_m > 0)
+    assert not ((m != ref_m) & ~band).any() and (m != ref_m).sum() <= 0.1 * band.sum()
+    other = itk.image_from_array(np.asarray(Image.open(d / "moving_mask.png")).astype(np.float32))
+    itk.imwrite(other, str(tmp_path / "unit_grid.nii.gz"))  # same size, unit spacing: not the moving grid
+    assert main(["warp", str(tmp_path / "unit_grid.nii.gz"), ddf, "--out", str(tmp_path / "x.png"), "--labels"]) == 1
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_zero_field_is_the_identity_and_half_pixels_interpolate_grey_values():
@@ -126,6 +172,33 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, models):
             assert not (tmp_path / o).exists()
     assert (tmp_path / "exists.png").read_bytes() == b"keep"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_float_values_are_not_squeezed_into_a_png_and_a_failed_write_leaves_nothing(tmp_path, capsys, monkeypatch):
+    prob = itk.image_from_array(np.linspace(0, 1, 40 * 48, dtype=np.float32).reshape(40, 48))
+    itk.imwrite(prob, str(tmp_path / "prob.nii.gz"))
+    _write_ddf(tmp_path / "ddf.nii.gz", (40, 48), (1.0, 0.0))
+    assert main(["warp", str(tmp_path / "prob.nii.gz"), str(tmp_path / "ddf.nii.gz"), "--out",
+                 str(tmp_path / "sub" / "p.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "prob.nii.gz: values are not whole numbers" in err and "p.nii.gz" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "sub").exists()  # no folder made for a refused run
+    assert main(["warp", str(tmp_path / "prob.nii.gz"), str(tmp_path / "ddf.nii.gz"), "--out",
+                 str(tmp_path / "p.nii.gz"), "--quiet"]) == 0
+    w = itk.array_from_image(itk.imread(str(tmp_path / "p.nii.gz")))
+    assert w.dtype == np.float32 and 0 < w.min() < w.max() <= 1  # the probabilities kept as floats
+    from PIL import Image as PILImage
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    Image.fromarray(_labels()).save(tmp_path / "labels.png")
+    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    assert main(["warp", str(tmp_path / "labels.png"), str(tmp_path / "ddf.nii.gz"), "--out",
+                 str(tmp_path / "o.png"), "--labels"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "o.png: cannot be written (No space left on device)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.png").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_an_image_of_another_size_than_the_registered_moving_image_is_refused(tmp_path, capsys, models):
