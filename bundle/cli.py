@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--shard", default=None, help="i/n: score only every n-th pair from the i-th (merge the CSVs after)")
     e.set_defaults(func=_cmd_evaluate)
 
-    g = sub.add_parser("register", help="register MOVING onto FIXED (PNG/NIfTI) with the shipped models")
-    g.add_argument("moving", nargs="?", help="moving image (PNG or NIfTI)")
-    g.add_argument("fixed", nargs="?", help="fixed image (PNG or NIfTI)")
+    g = sub.add_parser("register", help="register MOVING onto FIXED (PNG/NIfTI/DICOM) with the shipped models")
+    g.add_argument("moving", nargs="?", help="moving image (PNG, NIfTI or DICOM)")
+    g.add_argument("fixed", nargs="?", help="fixed image (PNG, NIfTI or DICOM)")
     g.add_argument("--pairs", help="CSV with columns moving,fixed[,moving_mask,fixed_mask] (many pairs)")
     g.add_argument("--out", required=True, help="output folder (one sub-folder per pair with --pairs)")
     g.add_argument("--model", default="universal", help="universal (default; trained on all three datasets) | JSRT | "

@@ -132,3 +132,15 @@ def test_refining_in_sub_batches_gives_the_same_fields_as_all_at_once():
     dist = border_distances(resize_image(fixed, 64))
     given = refine_residual(init, moving, fixed, moving, fixed, st, aff, max_batch=2, fixed_dist=dist, **kw)
     torch.testing.assert_close(given, whole, rtol=0, atol=1e-6)
+    calls = []  # "auto" (the default) splits a CPU batch of 9 into sub-batches of 8 and 1
+    import bundle.refine as R
+
+    orig = R.refine_loss
+    try:
+        R.refine_loss = lambda p, *a, **k: calls.append(p.shape[0]) or orig(p, *a, **k)
+        big = torch.cat([init, init[:4]])
+        refine_residual(big, *(torch.cat([t, t[:4]]) for t in (moving, fixed, moving, fixed)), st,
+                        tuple(torch.cat([a, a[:4]]) for a in aff), steps=1, size=64)
+    finally:
+        R.refine_loss = orig
+    assert sorted(set(calls)) == [1, 8]
