@@ -178,16 +178,19 @@ def _boundary_distances(pred, target, spacing=None) -> list[tuple[torch.Tensor, 
     return out
 
 
-def surface_metrics_torch(pred, target, spacing=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``bundle.metrics.surface_metrics`` (HD, ASSD) without scipy, from one boundary-distance pass; each (B,).
+def surface_metrics_torch(pred, target, spacing=None, hd95: bool = False):
+    """``bundle.metrics.surface_metrics`` (HD, ASSD[, HD95]) without scipy, from one boundary-distance pass; each (B,).
 
     HD as MONAI ``HausdorffDistanceMetric`` (maximum); ASSD as ``SurfaceDistanceMetric(symmetric=True)`` (the
-    mean of both directions' boundary distances taken together); NaN where a mask is empty."""
-    hd, sd = [], []
+    mean of both directions' boundary distances taken together); HD95 the larger of the two directions' 95th
+    percentiles (``torch.quantile``, as MONAI); NaN where a mask is empty."""
+    hd, sd, h95 = [], [], []
     for d in _boundary_distances(pred, target, spacing):
         hd.append(float("nan") if d is None else float(max(d[0].max(), d[1].max())))
         sd.append(float("nan") if d is None else float(torch.cat(d).mean()))
-    return torch.tensor(hd), torch.tensor(sd)
+        h95.append(float("nan") if d is None else max(float(torch.quantile(x.double(), 0.95)) if x.numel() else 0.0
+                                                      for x in d))
+    return (torch.tensor(hd), torch.tensor(sd), torch.tensor(h95)) if hd95 else (torch.tensor(hd), torch.tensor(sd))
 
 
 def hausdorff_torch(pred, target, spacing=None) -> torch.Tensor:

@@ -227,8 +227,9 @@ def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=No
 
 
 def metrics_of(res: dict, spacing=None) -> dict:
-    """JAC always; DSC, HD and ASSD (pixels of the fixed image) when both masks were given, and with ``spacing``
-    (row, col) mm of the fixed image other than (1, 1) also ``hd_mm``, ``assd_mm`` and ``spacing_mm``."""
+    """JAC always; DSC, HD, ASSD and HD95 (pixels of the fixed image) when both masks were given, and with
+    ``spacing`` (row, col) mm of the fixed image other than (1, 1) also ``hd_mm``, ``assd_mm``, ``hd95_mm`` and
+    ``spacing_mm``."""
     ddf = torch.from_numpy(res["ddf"])[None]
     out = {"jac": int((torch.from_numpy(res["jacobian"]) <= 0).sum()),
            "jac_pct": float(100 * (torch.from_numpy(res["jacobian"]) <= 0).float().mean())}
@@ -238,12 +239,13 @@ def metrics_of(res: dict, spacing=None) -> dict:
         wm = torch.from_numpy(res["warped_mask"])[None, None].float()
         fm = torch.from_numpy(np.asarray(res["fixed_mask"]))[None, None].float()
         m = pair_metrics(wm, fm, ddf)
-        out.update({k: m[k][0] for k in ("dsc", "hd", "assd")})
+        out.update({k: m[k][0] for k in ("dsc", "hd", "assd", "hd95")})
         if spacing is not None and not np.allclose(spacing, 1.0):
             from .metrics import surface_metrics
 
-            hd, sd = surface_metrics(wm, fm, tuple(float(v) for v in spacing))
-            out.update({"hd_mm": float(hd[0]), "assd_mm": float(sd[0]), "spacing_mm": [float(v) for v in spacing]})
+            hd, sd, h95 = surface_metrics(wm, fm, tuple(float(v) for v in spacing), hd95=True)
+            out.update({"hd_mm": float(hd[0]), "assd_mm": float(sd[0]), "hd95_mm": float(h95[0]),
+                        "spacing_mm": [float(v) for v in spacing]})
     return out
 
 

@@ -19,7 +19,8 @@ def test_identity_outputs(toy_data, tmp_path):
     s = evaluate("identity", "TOY", out, data_dir=toy_data, size=64, progress=False)
     assert s["n_pairs"] == 20 and s["all_pairs"]
     rows = list(csv.DictReader(open(out / "pairs.csv")))
-    assert len(rows) == 20 and list(rows[0]) == ["moving", "fixed", "dsc", "hd", "assd", "jac", "jac_pct", "seconds"]
+    assert len(rows) == 20 and list(rows[0]) == ["moving", "fixed", "dsc", "hd", "assd", "hd95", "jac", "jac_pct",
+                                                   "seconds"]
     d = load_split("TOY", "test", toy_data)
     r = rows[7]
     m, f = d.ids.index(r["moving"]), d.ids.index(r["fixed"])

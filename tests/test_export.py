@@ -281,6 +281,8 @@ def test_torch_boundary_distances_equal_monai():
     for spacing in (None, (0.5, 0.7)):  # the one-pass pair used by the harness and register's metrics.json
         for got, want in zip(surface_metrics_torch(x, y, spacing), surface_metrics(x, y, spacing)):
             torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-5, equal_nan=True)
+        got, want = surface_metrics_torch(x, y, spacing, hd95=True)[2], surface_metrics(x, y, spacing, hd95=True)[2]
+        torch.testing.assert_close(got, want.float(), atol=1e-4, rtol=1e-5, equal_nan=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -36,6 +36,10 @@ def test_hausdorff_is_the_maximum_not_95th_percentile():
     assert hausdorff(a, b).item() == pytest.approx(far)
     # a 95th-percentile HD would ignore one pixel among ~37 boundary pixels
     assert hausdorff(a, b).item() > 20
+    from bundle.metrics import surface_metrics
+
+    hd, _, h95 = surface_metrics(a, b, hd95=True)  # and it does: HD95 ignores the outlier
+    assert hd.item() == pytest.approx(far) and h95.item() == pytest.approx(0.0)
 
 
 def test_spacing_gives_millimetres():
@@ -85,10 +89,19 @@ def test_surface_metrics_equal_monai_metric_classes():
         masks.append((((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).float()[None])
     p, t = torch.stack(masks[:3]), torch.stack(masks[3:])
     p[1] = 0  # an empty mask gives NaN in both
+    from monai.metrics import HausdorffDistanceMetric
+
     for spacing in (None, (0.5, 2.0)):
         hd, sd = surface_metrics(p, t, spacing)
         assert torch.allclose(hd, hausdorff(p, t, spacing), equal_nan=True)
         assert torch.allclose(sd, assd(p, t, spacing), atol=1e-5, equal_nan=True)
+        hd2, sd2, h95 = surface_metrics(p, t, spacing, hd95=True)
+        torch.testing.assert_close(hd2, hd, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(sd2, sd, rtol=0, atol=0, equal_nan=True)
+        onehot = lambda x: torch.cat([1 - x, x], 1)  # noqa: E731
+        want = HausdorffDistanceMetric(include_background=False, percentile=95)(onehot(p), onehot(t), spacing=spacing)
+        assert torch.allclose(h95, want[:, 0].float(), atol=1e-5, equal_nan=True)
+        assert (h95[[0, 2]] < hd[[0, 2]]).all()  # the ellipses differ, so the 95th percentile is below the maximum
     assert torch.isnan(hd[1]) and not torch.isnan(hd[0])
 
 
