@@ -62,7 +62,8 @@ def _cmd_evaluate(a) -> int:
                  overwrite=a.overwrite, options=_eval_options(a))
     m = s["metrics"]
     print(f"{a.method} on {a.dataset}/{a.split}: {s['n_pairs']} pairs in {s['wall_seconds']:.1f} s")
-    print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  ASSD {m['assd']['mean']:.3f}  "
+    h95 = f"HD95 {m['hd95']['mean']:.3f}  " if "hd95" in m else ""
+    print(f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  {h95}ASSD {m['assd']['mean']:.3f}  "
           f"JAC {m['jac']['mean']:.2f} ({s['units']})")
     print(table_row(s, a.method))
     print(f"wrote {a.out}/pairs.csv, summary.json, table.md")
@@ -133,7 +134,7 @@ def _cmd_register(a) -> int:
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
-            extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "assd") if k in s)
+            extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "hd95", "assd") if k in s)
             print(f"{s['pair']}: JAC {s['jac']}{extra} -> {s['out']}")
         elif single:
             print(f"cxreg register: error: {s['error']}", file=sys.stderr)
