@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
+__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
            "save_image", "stem", "atomic_dir", "check_writable"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
@@ -31,6 +31,12 @@ MAX_SIDE = 2048
 
 class InputError(ValueError):
     """A user input (file, folder, CSV) is unusable; the message names the file and the problem."""
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type's name), at most ``limit`` characters: the part of a
+    reader's multi-line error that fits a one-line :class:`InputError`."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 def is_nifti(path: str | os.PathLike) -> bool:
@@ -126,7 +132,7 @@ def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
         with Image.open(path) as im:
             return (im.height, im.width)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        first = first_line(e)
         raise InputError(f"{path}: cannot be read as an image, the file is corrupt or truncated ({first})") from None
 
 
@@ -167,7 +173,7 @@ def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: i
     except InputError:
         raise
     except Exception as e:  # reader errors: truncated or corrupt content
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        first = first_line(e)
         raise InputError(f"{path}: cannot be read as an image, the file is corrupt or truncated ({first})") from None
     if min_side is not None and min(arr.shape) < min_side:
         raise InputError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]} pixels; the smallest accepted is "

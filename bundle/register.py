@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, is_dicom, is_nifti, load_image, load_mask, save_image, stem
+from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, load_image,
+                 load_mask, save_image, stem)
 from .metrics import pair_metrics
 from .refine import DEFAULT_MASK_WEIGHT
 from .spatial import jacobian_determinant, remove_folds, resize_image
@@ -271,8 +272,7 @@ def _itk_geometry(path: str | os.PathLike, shape):
             reader.UpdateOutputInformation()
             im = reader.GetOutput()
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise InputError(f"{path}: cannot read its geometry ({first})") from None
+            raise InputError(f"{path}: cannot read its geometry ({first_line(e)})") from None
         d = im.GetImageDimension()
         size = [int(im.GetLargestPossibleRegion().GetSize()[i]) for i in range(d)]
         if d == 2 or (d == 3 and size[2] == 1):
@@ -286,8 +286,10 @@ def _itk_geometry(path: str | os.PathLike, shape):
 
 
 def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False,
-                  options: dict | None = None) -> Path:
-    """Write warped, ddf.nii.gz, jacobian.nii.gz, warped_mask.png, overlay.png, metrics.json atomically."""
+                  options: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write warped, ddf.nii.gz, jacobian.nii.gz, warped_mask.png, overlay.png, metrics.json atomically.
+
+    ``metrics``: :func:`metrics_of` the pair if the caller has it already (else computed here)."""
     import itk
 
     from .visualize import checkerboard, overlay, tile
@@ -329,8 +331,9 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
         ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
         tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
              [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
-        info = {"fixed": str(fixed_path), "moving": str(moving_path),
-                **metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))}
+        if metrics is None:
+            metrics = metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))
+        info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics}
         if options:
             info["options"] = options
         (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
@@ -380,9 +383,9 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
                     raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
             res = reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
             dest = Path(out_dir) if single else Path(out_dir) / name
-            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite, options=reg.options())
-            status.append({"pair": name, "ok": True, "out": str(dest),
-                           **metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))})
+            met = metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite, options=reg.options(), metrics=met)
+            status.append({"pair": name, "ok": True, "out": str(dest), **met})
         except InputError as e:
             if strict:
                 raise

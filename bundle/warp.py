@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, image_shape, is_nifti, load_image
+from .io import InputError, first_line, image_shape, is_nifti, load_image
 
 __all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
@@ -39,8 +39,7 @@ def read_ddf(path: str | os.PathLike):
     try:
         im = itk.imread(str(path))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise InputError(f"{path}: cannot be read as a displacement field ({first})") from None
+        raise InputError(f"{path}: cannot be read as a displacement field ({first_line(e)})") from None
     arr = np.asarray(itk.array_from_image(im), dtype=np.float32)
     if im.GetImageDimension() != 2 or arr.ndim != 3 or arr.shape[-1] != 2:
         raise InputError(f"{path}: not a 2D displacement field (expected a 2-component vector image as written by "

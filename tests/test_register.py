@@ -24,6 +24,21 @@ def _pair(tmp_path, shape=(96, 80)):
     return tmp_path
 
 
+def _nifti_pair(d):
+    """fixed.nii.gz and moving.nii.gz beside the PNGs of :func:`_pair`: the same pixels with origin (10, -3),
+    spacing (x 0.5, y 0.7) mm and the x axis flipped."""
+    import itk
+
+    origin, spacing, direction = [10.0, -3.0], [0.5, 0.7], np.array([[-1.0, 0.0], [0.0, 1.0]])
+    for name in ("fixed", "moving"):
+        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.float32))
+        im.SetOrigin(origin)
+        im.SetSpacing(spacing)
+        im.SetDirection(itk.matrix_from_array(direction))
+        itk.imwrite(im, str(d / f"{name}.nii.gz"))
+    return d
+
+
 def _run(tmp_path, models, *extra):
     return main(["register", *extra, "--model", str(models / "reg.pt"), "--seg-model", str(models / "seg.pt"),
                  "--quiet"])
@@ -127,14 +142,7 @@ def test_nifti_outputs_carry_the_fixed_images_origin_spacing_and_direction(tmp_p
     warped.nii.gz had a unit diagonal affine and did not overlay on a fixed image with spacing or origin); the voxel
     values are those of the PNG run of the same pair."""
     itk = pytest.importorskip("itk")
-    d = _pair(tmp_path, (96, 80))
-    origin, spacing, direction = [10.0, -3.0], [0.5, 0.7], np.array([[-1.0, 0.0], [0.0, 1.0]])
-    for name in ("fixed", "moving"):
-        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.float32))
-        im.SetOrigin(origin)
-        im.SetSpacing(spacing)
-        im.SetDirection(itk.matrix_from_array(direction))
-        itk.imwrite(im, str(d / f"{name}.nii.gz"))
+    d = _nifti_pair(_pair(tmp_path, (96, 80)))
     masks = ("--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png"))
     assert _run(tmp_path, models, str(d / "moving.nii.gz"), str(d / "fixed.nii.gz"), "--out", str(d / "nii"), *masks) == 0
     assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(d / "png"), *masks) == 0

@@ -79,16 +79,9 @@ def test_a_png_mask_of_a_nifti_moving_image_is_read_on_the_nifti_grid(tmp_path, 
     """Register a flipped, anisotropic NIfTI pair (PNG masks); cxreg warp of the moving NIfTI reproduces
     warped.nii.gz (so ddf.nii.gz is right under that geometry) and of the PNG mask warped_mask.png (the PNG is
     read on the registered moving image's grid); a NIfTI of another geometry is refused."""
-    from .test_register import _pair, _run
+    from .test_register import _nifti_pair, _pair, _run
 
-    d = _pair(tmp_path, (96, 80))
-    origin, spacing, direction = [10.0, -3.0], [0.5, 0.7], np.array([[-1.0, 0.0], [0.0, 1.0]])
-    for name in ("fixed", "moving"):
-        im = itk.image_from_array(np.asarray(Image.open(d / f"{name}.png")).astype(np.float32))
-        im.SetOrigin(origin)
-        im.SetSpacing(spacing)
-        im.SetDirection(itk.matrix_from_array(direction))
-        itk.imwrite(im, str(d / f"{name}.nii.gz"))
+    d = _nifti_pair(_pair(tmp_path, (96, 80)))
     out = tmp_path / "reg"
     assert _run(tmp_path, models, str(d / "moving.nii.gz"), str(d / "fixed.nii.gz"), "--out", str(out),
                 "--moving-mask", str(d / "moving_mask.png"), "--fixed-mask", str(d / "fixed_mask.png")) == 0
