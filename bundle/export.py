@@ -188,8 +188,9 @@ def surface_metrics_torch(pred, target, spacing=None, hd95: bool = False):
     for d in _boundary_distances(pred, target, spacing):
         hd.append(float("nan") if d is None else float(max(d[0].max(), d[1].max())))
         sd.append(float("nan") if d is None else float(torch.cat(d).mean()))
-        h95.append(float("nan") if d is None else max(float(torch.quantile(x.double(), 0.95)) if x.numel() else 0.0
-                                                      for x in d))
+        if hd95:
+            h95.append(float("nan") if d is None else max(float(torch.quantile(x.double(), 0.95)) if x.numel() else 0.0
+                                                          for x in d))
     return (torch.tensor(hd), torch.tensor(sd), torch.tensor(h95)) if hd95 else (torch.tensor(hd), torch.tensor(sd))
 
 
@@ -284,26 +285,15 @@ def _checked_seg_files(root: Path, meta: dict, seg_models, config: str = "infere
     return seg_models
 
 
-def _bool_option(value, name: str) -> bool:
-    """A bundle's true/false option as Fire passes it (``True``/``False`` or the strings true/false, on/off, ...;
-    ``bool("false")`` would be True); an :class:`InputError` naming the option otherwise."""
-    from .registration import as_bool
-
-    try:
-        return as_bool(value, name)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
 def eval_fix_folds_option(value) -> bool | None:
     """``evaluate.json``'s ``--eval_fix_folds``: None/null = the model's setting, else true/false as strings or
     booleans; anything else: one line on stderr and exit status 1."""
     from .register import fix_folds_arg
 
     try:
-        return fix_folds_arg(value)
+        return fix_folds_arg(value, "--eval_fix_folds")
     except InputError as e:
-        raise SystemExit(f"cxreg bundle: error: {str(e).replace('--fix_folds', '--eval_fix_folds')}") from None
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
 def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentation.pt",), seg_tta: bool = False):
@@ -320,7 +310,9 @@ def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentat
     try:
         _use_fallbacks()
         files = _checked_seg_files(root, check_weights(root), seg_models, config="evaluate.json")
-        tta = _bool_option(seg_tta, "--seg_tta")
+        from .register import bool_arg
+
+        tta = bool_arg(seg_tta, "--seg_tta")
         return _bundle_segmentation(root, seg_network, files, tta).eval()
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
@@ -337,8 +329,10 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
     shift TTA if ``seg_tta``) after their SHA-256 check; ``refine_steps`` test-time refinement steps with
     ``refine_mask_weight`` (None = ``cxreg register``'s default). Errors: one line on stderr and exit status 1
     (a traceback with ``--debug True``)."""
+    from .register import bool_arg
+
     try:
-        debug = _bool_option(debug, "--debug")  # Fire passes --debug false as the string "false"
+        debug = bool_arg(debug, "--debug")  # Fire passes --debug false as the string "false"
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
     try:
@@ -352,7 +346,7 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         device = str(device)
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
-        seg_tta = _bool_option(seg_tta, "--seg_tta")
+        seg_tta = bool_arg(seg_tta, "--seg_tta")
         seg = _bundle_segmentation(root, seg_network, seg_models, seg_tta)
         w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
         registrar = reg_mod.Registrar.from_networks(network, settings, seg.to(device).eval(), device=device,

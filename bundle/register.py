@@ -397,17 +397,23 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
     return status
 
 
-def fix_folds_arg(value) -> bool | None:
-    """A bundle's ``--fix_folds`` value: None/"none"/"null" = the model's setting, else true/false (Fire passes
-    lower-case ``true``/``false`` as strings); anything else is an :class:`InputError`."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-        return None
+def bool_arg(value, name: str) -> bool:
+    """A bundle's true/false option as Fire passes it (``True``/``False`` or the strings true/false, on/off, ...;
+    ``bool("false")`` would be True); an :class:`InputError` naming the option otherwise."""
     from .registration import as_bool
 
     try:
-        return as_bool(value, "--fix_folds")
+        return as_bool(value, name)
     except ValueError as e:
         raise InputError(str(e)) from None
+
+
+def fix_folds_arg(value, name: str = "--fix_folds") -> bool | None:
+    """A bundle's ``--fix_folds`` value: None/"none"/"null" = the model's setting, else true/false (Fire passes
+    lower-case ``true``/``false`` as strings); anything else is an :class:`InputError` naming ``name``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        return None
+    return bool_arg(value, name)
 
 
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",

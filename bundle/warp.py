@@ -73,12 +73,6 @@ def apply_ddf(moving: np.ndarray, moving_geometry, ddf: np.ndarray, fixed_geomet
                            mode="constant" if labels else "nearest", cval=0.0)
 
 
-def _geometry(path: Path, shape):
-    from .register import _itk_geometry
-
-    return _itk_geometry(path, shape)
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse an unusable output path before any work (nothing is created here)."""
     if not str(out.name).lower().endswith(_OUT_TYPES):
@@ -107,7 +101,9 @@ def moving_geometry(moving: Path, ddf_path: Path, shape):
     """The geometry to read ``moving`` with: its own (NIfTI/DICOM) or, for a PNG, that of the registered moving
     image (a PNG mask of a DICOM moving image lies on the DICOM's grid). When the registered moving image is known,
     the input must have its size and, if both carry one, its geometry; otherwise an :class:`InputError`."""
-    own = _geometry(moving, shape)
+    from .register import _itk_geometry
+
+    own = _itk_geometry(moving, shape)
     reg = _registered_moving(ddf_path)
     if reg is None:
         return own
@@ -115,7 +111,7 @@ def moving_geometry(moving: Path, ddf_path: Path, shape):
     if want and tuple(shape) != want:
         raise InputError(f"{moving}: image is {shape[0]}x{shape[1]} pixels, but {ddf_path} was computed for the "
                          f"moving image {reg} of {want[0]}x{want[1]}; warp images on the moving image's grid")
-    reg_geo = _geometry(reg, shape)
+    reg_geo = _itk_geometry(reg, shape)
     if moving.suffix.lower() == ".png":
         return reg_geo
     if not all(np.allclose(a, b, atol=1e-4) for a, b in zip(own, reg_geo)):

@@ -481,14 +481,15 @@ def test_bundle_evaluate_json_scores_what_cxreg_evaluate_scores_with_the_same_se
 def test_bundle_true_false_options_read_fires_strings(tmp_path):
     """Fire passes ``--seg_tta false`` and ``--eval_fix_folds off`` as strings; ``bool("false")`` is True, so before
     0.5.5 both switched the option on. Now they parse as cxreg register's --fix_folds does."""
-    from bundle.export import _bool_option, bundle_attention, eval_fix_folds_option
+    from bundle.export import bundle_attention, eval_fix_folds_option
+    from bundle.register import bool_arg
     from bundle.networks import LungSegNet
     from bundle.networks.segmentation import SegShiftTTA
 
-    assert [_bool_option(v, "--seg_tta") for v in ("false", "False", "off", False, "true", "on", True)] == \
+    assert [bool_arg(v, "--seg_tta") for v in ("false", "False", "off", False, "true", "on", True)] == \
         [False, False, False, False, True, True, True]
     with pytest.raises(InputError, match="--seg_tta must be true or false, not 'maybe'"):
-        _bool_option("maybe", "--seg_tta")
+        bool_arg("maybe", "--seg_tta")
     assert [eval_fix_folds_option(v) for v in ("false", "off", False, "true", True, "null", None)] == \
         [False, False, False, True, True, None, None]
     with pytest.raises(SystemExit, match="--eval_fix_folds must be true or false"):
