@@ -318,17 +318,16 @@ def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentat
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
-def run_registration(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None, moving_mask=None,
-                     fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu", overwrite=False,
-                     refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
-                     seg_models=("segmentation.pt",), seg_tta: bool = False,
-                     refine_mask_weight: float | None = None) -> list[dict]:
-    """What an exported registration bundle's ``inference`` runs: ``cxreg register``'s outputs for one pair
-    (``--moving M --fixed F``) or a pairs CSV (``--pairs_csv``), with the bundle's own weights
-    (``models/model.pt`` and the lung-mask model(s) ``seg_models`` in ``models/``, averaged if several, with
-    shift TTA if ``seg_tta``) after their SHA-256 check; ``refine_steps`` test-time refinement steps with
-    ``refine_mask_weight`` (None = ``cxreg register``'s default). Errors: one line on stderr and exit status 1
-    (a traceback with ``--debug True``)."""
+def registration_evaluator(bundle_root, network, seg_network, settings: dict, moving=None, fixed=None,
+                           moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu",
+                           overwrite=False, refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
+                           seg_models=("segmentation.pt",), seg_tta: bool = False,
+                           refine_mask_weight: float | None = None):
+    """An exported registration bundle's ``evaluator`` (:func:`bundle.register.inference_evaluator` with the
+    bundle's own weights: ``models/model.pt`` loaded into ``network`` and the lung-mask model(s) ``seg_models``
+    in ``models/``, averaged if several, with shift TTA if ``seg_tta``, after their SHA-256 check);
+    ``refine_steps`` test-time refinement steps with ``refine_mask_weight`` (None = ``cxreg register``'s default).
+    Errors: one line on stderr and exit status 1 (a traceback with ``--debug True``)."""
     from .register import bool_arg
 
     try:
@@ -344,24 +343,35 @@ def run_registration(bundle_root, network, seg_network, settings: dict, moving=N
         from .workflow import load_weights
 
         device = str(device)
+        refine_steps = reg_mod.count_arg(refine_steps, "--refine_steps")
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_tta = bool_arg(seg_tta, "--seg_tta")
         seg = _bundle_segmentation(root, seg_network, seg_models, seg_tta)
         w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
         registrar = reg_mod.Registrar.from_networks(network, settings, seg.to(device).eval(), device=device,
-                                                    refine_steps=int(refine_steps),
+                                                    refine_steps=refine_steps,
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),
                                                     names=_bundle_names(meta, root, seg_models, seg_tta),
                                                     refine_mask_weight=w)
-        return reg_mod.bundle_inference(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
-                                        pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
-                                        overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
-                                        registrar=registrar)
+        return reg_mod.inference_evaluator(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
+                                           pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
+                                           overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
+                                           registrar=registrar, strict=debug)
     except InputError as e:
         if debug:
             raise
         raise SystemExit(f"cxreg bundle: error: {e}") from None
+
+
+def run_registration(bundle_root, network, seg_network, settings: dict, debug: bool = False, **kw) -> list[dict]:
+    """What an exported registration bundle's ``inference`` does in one call: :func:`registration_evaluator`
+    (same arguments), then :func:`bundle.register.run_inference`: ``cxreg register``'s outputs for one pair
+    (``moving``, ``fixed``) or a pairs CSV (``pairs_csv``)."""
+    from .register import bool_arg, run_inference
+
+    ev = registration_evaluator(bundle_root, network, seg_network, settings, debug=debug, **kw)
+    return run_inference(ev, exit_on_error=not bool_arg(debug, "--debug"))
 
 
 # ============================================================================================ exporter
@@ -587,7 +597,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
     if kind == "registration":
         net = {"_target_": f"scripts.{PACKAGE}.networks.MultiScaleRegNet", "spatial_dims": 2, **settings["net"]}
         out["inference.json"] = {
-            "imports": ["$import os", "$import torch", "$import scripts", f"$import scripts.{PACKAGE}.export"],
+            "imports": ["$import os", "$import torch", "$import scripts", f"$import scripts.{PACKAGE}.export",
+                        f"$import scripts.{PACKAGE}.register"],
             "bundle_root": BUNDLE_ROOT_EXPR,
             "dataset": dataset,
             "model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
@@ -605,11 +616,17 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
             "refine_mask_weight": float(inference["refine_mask_weight"]),
             "fix_folds": None,
             "debug": False,
-            "run": [f"$scripts.{PACKAGE}.export.run_registration(@bundle_root, @network_def, @seg_network_def, "
-                    "@settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, fixed_mask=@fixed_mask, "
-                    "pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, overwrite=@overwrite, "
-                    "refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug, seg_models=@seg_models, "
-                    "seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight)"],
+            # MONAI's inference-workflow properties (check_properties): the evaluator over the pairs, its
+            # network and the pipeline as an Inferer, the folder the inputs are read from
+            "dataset_dir": f"$scripts.{PACKAGE}.register.inputs_dir(@moving, @fixed, @pairs_csv)",
+            "evaluator": f"$scripts.{PACKAGE}.export.registration_evaluator(@bundle_root, @network_def, "
+                         "@seg_network_def, @settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, "
+                         "fixed_mask=@fixed_mask, pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, "
+                         "overwrite=@overwrite, refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug, "
+                         "seg_models=@seg_models, seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight)",
+            "inferer": "$@evaluator.inferer",
+            "run": [f"$scripts.{PACKAGE}.register.run_inference(@evaluator, exit_on_error=not "
+                    f"scripts.{PACKAGE}.register.bool_arg(@debug, '--debug'))"],
             "inference": "%run",
         }
         tr = _rewrite(_repo_cfg(kind, "train.json"))

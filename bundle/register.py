@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.inferers import Inferer
 
 from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, load_image,
                  load_mask, save_image, stem)
@@ -32,7 +33,8 @@ from .spatial import jacobian_determinant, remove_folds, resize_image
 # model on its test split and far better outside it (docs/generalisation.md).
 DEFAULT_MODEL = "universal"
 
-__all__ = ["DEFAULT_MODEL", "Registrar", "register", "write_outputs", "register_files", "load_checked", "write_summary"]
+__all__ = ["DEFAULT_MODEL", "Registrar", "RegistrationInferer", "register", "write_outputs", "register_files",
+           "load_checked", "write_summary", "inference_evaluator", "run_inference", "bundle_inference"]
 
 
 def _unit(arr: np.ndarray, path="image") -> np.ndarray:
@@ -126,7 +128,9 @@ class Registrar:
     @torch.no_grad()
     def __call__(self, fixed: np.ndarray, moving: np.ndarray, fixed_mask: np.ndarray | None = None,
                  moving_mask: np.ndarray | None = None, fixed_lung: torch.Tensor | None = None,
-                 moving_lung: torch.Tensor | None = None) -> dict:
+                 moving_lung: torch.Tensor | None = None, net: torch.nn.Module | None = None) -> dict:
+        """Register one pair of (H, W) arrays (fixed first); ``net``: use this registration network instead of
+        the registrar's own (same settings; what :class:`RegistrationInferer` passes on)."""
         from .registration import predict_field
 
         S = self.size
@@ -140,7 +144,7 @@ class Registrar:
         ma = _to_square(moving_mask.astype(np.float32), S, True)[0] if moving_mask is not None else (
             moving_lung if moving_lung is not None else self.lung_mask(m_sq))
         dev = self.device
-        out = predict_field(self.net, self.settings, m_sq.to(dev), f_sq.to(dev), ma.to(dev), fa.to(dev),
+        out = predict_field(self.net if net is None else net, self.settings, m_sq.to(dev), f_sq.to(dev), ma.to(dev), fa.to(dev),
                             refine_steps=self.refine_steps, fix_folds=self.fix_folds,
                             refine_weights={"w_mask": self.refine_mask_weight,
                                             "w_dist": self.refine_distance_weight})
@@ -361,40 +365,61 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
                                  refine_distance_weight=refine_distance_weight)
     if registrar is not None and fix_folds is not None:
         reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
-    cache: dict = {}
-
-    def image(path):
-        if path not in cache:
-            arr = load_checked(path)
-            sq = _to_square(_unit(arr, path), reg.size)[0]
-            cache[path] = (arr, reg.lung_mask(sq))
-        return cache[path]
-
-    status = []
+    job = PairJob(reg, out_dir, overwrite=overwrite, single=single, strict=strict)
     for pr in tqdm(pairs, desc="registering", unit="pair", disable=not progress):
+        job(pr)
+    return job.status
+
+
+class PairJob:
+    """Registers one pair dict (moving, fixed[, moving_mask, fixed_mask]) and writes its output folder: the
+    step of :func:`register_files` and of the bundle's inference evaluator (:func:`inference_evaluator`).
+
+    Each image is loaded and its lung mask predicted once (cached across pairs). A pair's folder is
+    ``<moving stem>__<fixed stem>`` under ``out_dir`` (``out_dir`` itself when ``single``), written atomically.
+    A failing pair gives ``{"pair", "ok": False, "error": <one line>}`` (raised instead when ``strict``).
+    Every status is appended to ``self.status`` and returned.
+    """
+
+    def __init__(self, registrar: Registrar, out_dir, overwrite: bool = False, single: bool = False,
+                 strict: bool = False):
+        self.reg, self.out_dir, self.overwrite, self.single, self.strict = registrar, out_dir, overwrite, single, strict
+        self.cache: dict = {}
+        self.status: list[dict] = []
+
+    def image(self, path):
+        if path not in self.cache:
+            arr = load_checked(path)
+            sq = _to_square(_unit(arr, path), self.reg.size)[0]
+            self.cache[path] = (arr, self.reg.lung_mask(sq))
+        return self.cache[path]
+
+    def __call__(self, pr: dict) -> dict:
         name = f"{stem(pr['moving'])}__{stem(pr['fixed'])}"
         try:
-            fixed, f_lung = image(pr["fixed"])
-            moving, m_lung = image(pr["moving"])
+            fixed, f_lung = self.image(pr["fixed"])
+            moving, m_lung = self.image(pr["moving"])
             fm = load_mask(pr["fixed_mask"]) if pr.get("fixed_mask") else None
             mm = load_mask(pr["moving_mask"]) if pr.get("moving_mask") else None
             for m, img, key in ((fm, fixed, "fixed_mask"), (mm, moving, "moving_mask")):
                 if m is not None and m.shape != img.shape:
                     raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
-            res = reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
-            dest = Path(out_dir) if single else Path(out_dir) / name
+            res = self.reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
+            dest = Path(self.out_dir) if self.single else Path(self.out_dir) / name
             met = metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))
-            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=overwrite, options=reg.options(), metrics=met)
-            status.append({"pair": name, "ok": True, "out": str(dest), **met})
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=self.reg.options(),
+                          metrics=met)
+            st = {"pair": name, "ok": True, "out": str(dest), **met}
         except InputError as e:
-            if strict:
+            if self.strict:
                 raise
-            status.append({"pair": name, "ok": False, "error": str(e)})
+            st = {"pair": name, "ok": False, "error": str(e)}
         except (OSError, ValueError, RuntimeError, MemoryError) as e:  # unexpected: still one line, pair skipped
-            if strict:
+            if self.strict:
                 raise
-            status.append({"pair": name, "ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
-    return status
+            st = {"pair": name, "ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+        self.status.append(st)
+        return st
 
 
 def bool_arg(value, name: str) -> bool:
@@ -408,6 +433,19 @@ def bool_arg(value, name: str) -> bool:
         raise InputError(str(e)) from None
 
 
+def count_arg(value, name: str) -> int:
+    """A bundle's whole-number option (>= 0) as Fire passes it (an int, or a string such as "3");
+    an :class:`InputError` naming the option otherwise."""
+    try:
+        f = float(value)
+        n = int(f) if not isinstance(value, bool) and f == int(f) else None
+    except (TypeError, ValueError, OverflowError):
+        n = None
+    if n is None or n < 0:
+        raise InputError(f"{name} must be a whole number >= 0, not {value!r}")
+    return n
+
+
 def fix_folds_arg(value, name: str = "--fix_folds") -> bool | None:
     """A bundle's ``--fix_folds`` value: None/"none"/"null" = the model's setting, else true/false (Fire passes
     lower-case ``true``/``false`` as strings); anything else is an :class:`InputError` naming ``name``."""
@@ -416,35 +454,98 @@ def fix_folds_arg(value, name: str = "--fix_folds") -> bool | None:
     return bool_arg(value, name)
 
 
-def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
-                     model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False, refine_steps=0,
-                     exit_on_error: bool = False, registrar: Registrar | None = None,
-                     fix_folds: bool | None = None) -> list[dict]:
-    """What ``configs/inference.json`` runs: the same outputs as ``cxreg register`` (one pair, or a pairs CSV).
+class RegistrationInferer(Inferer):
+    """cxreg's registration pipeline as a MONAI ``Inferer``: ``inferer(inputs, network)``.
 
-    With ``exit_on_error`` (the config's default unless ``--debug True``) a user error ends the process with
-    status 1 and ``cxreg inference: error: <file>: <problem>`` as the last line of stderr, instead of
-    MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
+    ``inputs``: (B, 2, H, W) tensor, channel 0 the moving image and channel 1 the fixed one (grey values in any
+    range; each image is scaled to [0, 1] as :func:`register` does). Returns the (B, 2, H, W) displacement field
+    in pixels on the fixed grid (pull-back: fixed pixel p takes the moving value at p + ddf(p); channel 0 rows,
+    1 columns), on the inputs' device. Lung masks come from the registrar's segmentation model; the working
+    grid, refinement and fold removal are the registrar's. ``network`` (optional): a registration network with
+    the registrar's settings to use instead of its own.
+    """
+
+    def __init__(self, registrar: Registrar):
+        self.registrar = registrar
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module | None = None, *args, **kwargs) -> torch.Tensor:
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 2:
+            raise ValueError(f"inputs must be a (B, 2, H, W) tensor of moving and fixed images, not "
+                             f"{tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}")
+        x = inputs.detach().float().cpu().numpy()
+        ddf = [torch.from_numpy(self.registrar(x[i, 1], x[i, 0], net=network)["ddf"]) for i in range(len(x))]
+        return torch.stack(ddf).to(inputs.device)
+
+
+def inputs_dir(moving=None, fixed=None, pairs_csv=None) -> str | None:
+    """The folder the bundle's inference reads from (its ``dataset_dir`` property): the pairs CSV's folder, else
+    the fixed image's; None before any input is given."""
+    src = pairs_csv or fixed
+    return str(Path(src).resolve().parent) if src else None
+
+
+def _one(batch: list):
+    """DataLoader collate of the inference evaluator: one pair dict per iteration, paths kept as they are."""
+    return batch[0]
+
+
+class _Progress:
+    """A tqdm bar over the inference evaluator's pairs (none for a single pair or without tqdm)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled, None
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self.bar is not None and self.bar.update(1))
+        engine.add_event_handler(Events.COMPLETED, lambda e: self.bar is not None and self.bar.close())
+
+    def _start(self, engine) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            try:
+                self.bar = tqdm(total=self.total, desc="registering", unit="pair")
+            except TypeError:  # the bundle's no-tqdm fallback takes an iterable only
+                self.bar = None
+            if not hasattr(self.bar, "update"):
+                self.bar = None
+
+
+def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None,
+                        output_dir="eval", model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False,
+                        refine_steps=0, fix_folds=None, registrar: Registrar | None = None,
+                        exit_on_error: bool = False, strict: bool = False, prefix: str = "cxreg inference"):
+    """The registration bundle's ``evaluator``: a MONAI ``SupervisedEvaluator`` whose iterations are the pairs
+    (``--moving``/``--fixed``, or the rows of ``--pairs_csv``) and whose step registers a pair and writes its
+    folder (:class:`PairJob`); ``evaluator.network`` is the registration network and ``evaluator.inferer`` the
+    pipeline as a :class:`RegistrationInferer`. Run it with :func:`run_inference`.
+
+    Checked here, in this order, before anything is written: the options, the inputs (pairs CSV, one pair's
+    arguments), the output folder, the models. A problem raises :class:`InputError`, or, with
+    ``exit_on_error``, ends the process with status 1 and ``<prefix>: error: <file>: <problem>``.
     """
     try:
-        from .registration import as_bool
-
-        overwrite = as_bool(overwrite, "--overwrite")
+        overwrite = bool_arg(overwrite, "--overwrite")
         fix_folds = fix_folds_arg(fix_folds)
-        status = _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
-                                   device, overwrite, refine_steps, registrar, fix_folds)
+        refine_steps = count_arg(refine_steps, "--refine_steps")
+        return _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
+                                    device, overwrite, refine_steps, fix_folds, registrar, strict)
     except (InputError, OSError) as e:
         if not exit_on_error:
             raise
-        raise SystemExit(f"cxreg inference: error: {e}") from None
-    if exit_on_error and not all(s["ok"] for s in status):
-        raise SystemExit(f"cxreg inference: error: {sum(not s['ok'] for s in status)} of {len(status)} pair(s) "
-                         f"failed (see above" + ("" if len(status) == 1 else f" and {output_dir}/summary.json") + ")")
-    return status
+        raise SystemExit(f"{prefix}: error: {e}") from None
 
 
-def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                      overwrite, refine_steps, registrar=None, fix_folds=None) -> list[dict]:
+def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
+                         overwrite, refine_steps, fix_folds, registrar, strict):
+    from types import SimpleNamespace
+
+    from monai.data import Dataset
+    from torch.utils.data import DataLoader
+
     from .cli import read_pairs_csv
 
     if pairs_csv:
@@ -454,16 +555,80 @@ def _bundle_inference(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_
         single = True
     else:
         raise InputError("give --moving and --fixed, or --pairs_csv")
-    status = register_files(pairs, output_dir, model=model, device=device, overwrite=overwrite, single=single,
-                            progress=not single, refine_steps=refine_steps, seg_model=seg_model, registrar=registrar,
-                            fix_folds=fix_folds)
+    check_writable(output_dir, overwrite)
+    reg = registrar or Registrar(model, seg_model=seg_model, device=device, refine_steps=refine_steps,
+                                 fix_folds=fix_folds)
+    if registrar is not None and fix_folds is not None:
+        reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
+    job = PairJob(reg, output_dir, overwrite=overwrite, single=single, strict=strict)
+    loader = DataLoader(Dataset(pairs), batch_size=1, shuffle=False, num_workers=0, collate_fn=_one)
+    try:
+        import ignite  # noqa: F401
+    except ImportError:  # an exported bundle run with MONAI's core packages only
+        ignite = None
+    if ignite is None:
+        ev = _PairLoop(loader, reg.net, RegistrationInferer(reg), job, progress=not single)
+    else:
+        from monai.engines import SupervisedEvaluator
+
+        ev = SupervisedEvaluator(device=torch.device(reg.device), val_data_loader=loader, network=reg.net,
+                                 iteration_update=lambda engine, pair: job(pair), inferer=RegistrationInferer(reg),
+                                 decollate=False)
+        _Progress(len(pairs), enabled=not single).attach(ev)
+    ev.cxreg = SimpleNamespace(job=job, single=single, output_dir=output_dir)
+    return ev
+
+
+class _PairLoop:
+    """The inference evaluator where pytorch-ignite is not installed (an exported registration bundle needs only
+    MONAI's core packages): the same ``network``, ``inferer`` and ``run()``, one pair per step."""
+
+    def __init__(self, loader, network, inferer, job, progress: bool):
+        self.data_loader, self.network, self.inferer, self.job, self.progress = loader, network, inferer, job, progress
+
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        for pair in tqdm(self.data_loader, desc="registering", unit="pair", disable=not self.progress):
+            self.job(pair)
+
+
+def run_inference(evaluator, exit_on_error: bool = False, prefix: str = "cxreg inference") -> list[dict]:
+    """Run an :func:`inference_evaluator`: one line per pair on stdout (failed pairs on stderr), ``summary.json``
+    for a pairs CSV; returns the pairs' status dicts. A single pair's error is raised as :class:`InputError`
+    (with ``exit_on_error``: status 1 and ``<prefix>: error: ...`` as the last line of stderr, as when any pair
+    of a CSV failed)."""
+    evaluator.run()
+    c = evaluator.cxreg
+    status = c.job.status
     for s in status:
         if s["ok"]:
             print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")
-        elif not single:  # a single pair's error is raised below
+        elif not c.single:  # a single pair's error is raised below
             print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
-    if not single:
-        write_summary(output_dir, status)
-    if single and not status[0]["ok"]:
-        raise InputError(status[0]["error"])
+    if not c.single:
+        write_summary(c.output_dir, status)
+    if c.single and not status[0]["ok"]:
+        if not exit_on_error:
+            raise InputError(status[0]["error"])
+        raise SystemExit(f"{prefix}: error: {status[0]['error']}")
+    if exit_on_error and not all(s["ok"] for s in status):
+        raise SystemExit(f"{prefix}: error: {sum(not s['ok'] for s in status)} of {len(status)} pair(s) "
+                         f"failed (see above and {c.output_dir}/summary.json)")
     return status
+
+
+def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
+                     model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False, refine_steps=0,
+                     exit_on_error: bool = False, registrar: Registrar | None = None,
+                     fix_folds: bool | None = None) -> list[dict]:
+    """The registration bundle's inference in one call (:func:`inference_evaluator`, then :func:`run_inference`):
+    the same outputs as ``cxreg register`` for one pair or a pairs CSV.
+
+    With ``exit_on_error`` (the config's default unless ``--debug True``) a user error ends the process with
+    status 1 and ``cxreg inference: error: <file>: <problem>`` as the last line of stderr, instead of
+    MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
+    """
+    ev = inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
+                             overwrite, refine_steps, fix_folds, registrar, exit_on_error)
+    return run_inference(ev, exit_on_error)

@@ -84,8 +84,9 @@ def test_configs_have_the_model_zoo_workflow_properties(toy, tmp_path, cfg, kind
     """MONAI's ``check_properties()`` (what model-zoo CI calls; ``run`` does not) finds every required id and
     every optional id that a handler refers to: before 0.5.5 the registration train.json had no
     ``train#inferer`` and the other two trainers held their key metric inline, which made the check raise.
-    The registration bundle's inference.json is one call of cxreg's pipeline, not an evaluator over a dataset,
-    so it lacks ``evaluator``/``inferer``/``network_def`` (docs/sharing.md) and is not listed here."""
+    The registration bundle's inference.json needs a pair of images to build its evaluator; it is checked in
+    tests/test_register.py::test_inference_json_is_a_monai_inference_workflow (and the exported bundle's in
+    tests/test_export.py)."""
     from monai.bundle import ConfigWorkflow
 
     path = REPO / "configs" / cfg

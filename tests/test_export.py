@@ -215,6 +215,48 @@ def test_download_and_register_without_cxreg(dist, pair, tmp_path):
 
 
 @needs_weights
+@pytest.mark.parametrize("ignite", [True, False])
+def test_exported_registration_inference_is_a_monai_inference_workflow(unpacked, pair, tmp_path, ignite):
+    """The exported registration bundle's inference.json passes MONAI's ``check_properties()`` for an inference
+    workflow (model-zoo CI; before 0.5.6 it lacked dataset_dir, evaluator and inferer): with pytorch-ignite the
+    evaluator is a ``SupervisedEvaluator``, without it (the bundle needs only MONAI's core packages) a plain loop
+    with the same ``network``/``inferer``/``run``. Its network is ``network_def`` with models/model.pt loaded, and
+    its Inferer gives the field that running the workflow writes."""
+    _, fixed = pair
+    moving = tmp_path / "moving96.png"  # the Inferer takes one (B, 2, H, W) tensor: both images 96 x 96
+    Image.fromarray(_chest((96, 96), shift=(3, -2), scale=0.9, seed=1)).save(moving)
+    out = tmp_path / "o"
+    code = f"""
+import json, sys, numpy as np, torch, itk
+from monai.bundle import ConfigWorkflow
+w = ConfigWorkflow(config_file="configs/inference.json", workflow_type="infer", meta_file="configs/metadata.json",
+                   logging_file=None, moving={str(moving)!r}, fixed={str(fixed)!r}, output_dir={str(out)!r},
+                   device="cpu")
+w.initialize()
+missing = w.check_properties()
+sd = torch.load("models/model.pt", map_location="cpu", weights_only=True)
+loaded = all(torch.equal(w.network_def.state_dict()[k], v) for k, v in sd.items())
+w.run()
+from scripts.cxreg.io import load_image
+x = torch.from_numpy(np.stack([load_image({str(moving)!r}), load_image({str(fixed)!r})]))[None]
+ddf = w.inferer(x, w.network_def)[0].numpy()
+written = itk.array_from_image(itk.imread({str(out / "ddf.nii.gz")!r}))
+print(json.dumps({{"missing": missing, "evaluator": type(w.evaluator).__name__, "same_net": w.evaluator.network is
+                  w.network_def, "loaded": loaded, "dataset_dir": w.dataset_dir, "ddf_max": float(np.abs(ddf).max()),
+                  "diff": float(max(np.abs(written[..., 1] - ddf[0]).max(), np.abs(written[..., 0] - ddf[1]).max()))}}))
+"""
+    py = sys.executable if ignite else str(_venv_without_cxreg(tmp_path / "venv"))
+    r = subprocess.run([py, "-c", code], cwd=unpacked, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["missing"] == [] and got["same_net"] and got["loaded"]
+    assert got["evaluator"] == ("SupervisedEvaluator" if ignite else "_PairLoop")
+    assert got["dataset_dir"] == str(fixed.parent.resolve())
+    # the fixed image is 96 x 96 and square: the written field is the Inferer's (physical = pixels here)
+    assert got["ddf_max"] > 0.1 and got["diff"] < 1e-4
+
+
+@needs_weights
 def test_damaged_weights_stop_with_one_line(unpacked, pair, tmp_path):
     import shutil
 

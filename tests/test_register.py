@@ -110,6 +110,69 @@ def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
                                                       "warped.png", "warped_mask.png"]
 
 
+def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
+    """Since 0.5.6 the registration inference.json has MONAI's inference-workflow properties (what model-zoo CI
+    checks with ``check_properties()``): ``evaluator`` is a SupervisedEvaluator over the pairs whose network is
+    ``network_def`` (the loaded registration network), ``inferer`` is the pipeline as a MONAI Inferer, and running
+    the workflow writes what ``cxreg register`` writes. The Inferer's field is the one in that pair's output."""
+    from monai.bundle import ConfigWorkflow
+    from monai.engines import SupervisedEvaluator
+    from monai.inferers import Inferer
+
+    from bundle.io import load_image
+    from bundle.register import Registrar
+
+    from .conftest import REPO
+
+    d = _pair(tmp_path, (64, 64))
+    out = tmp_path / "wf_out"
+    path = REPO / "configs" / "inference.json"
+    w = ConfigWorkflow(config_file=str(path), workflow_type="infer", meta_file=str(REPO / "configs" / "metadata.json"),
+                       logging_file=None, moving=str(d / "moving.png"), fixed=str(d / "fixed.png"),
+                       output_dir=str(out), model_path=str(models / "reg.pt"), seg_model=str(models / "seg.pt"),
+                       device="cpu")
+    w.initialize()
+    assert w.check_properties() == []
+    assert isinstance(w.evaluator, SupervisedEvaluator) and isinstance(w.inferer, Inferer)
+    assert w.network_def is w.evaluator.network and w.dataset_dir == str(d.resolve())
+    assert not out.exists()  # building the workflow writes nothing
+    w.run()
+    assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
+                                                      "warped.png", "warped_mask.png"]
+    moving, fixed = load_image(d / "moving.png"), load_image(d / "fixed.png")
+    x = torch.from_numpy(np.stack([moving, fixed]))[None].repeat(2, 1, 1, 1)
+    ddf = w.inferer(x, w.network_def)
+    assert ddf.shape == (2, 2, 64, 64) and torch.equal(ddf[0], ddf[1])
+    want = Registrar(str(models / "reg.pt"), seg_model=str(models / "seg.pt"))(fixed, moving)["ddf"]
+    assert np.abs(want).max() > 0.05
+    np.testing.assert_allclose(ddf[0].numpy(), want, atol=1e-5)
+    import itk
+
+    written = itk.array_from_image(itk.imread(str(out / "ddf.nii.gz")))  # (H, W, 2): physical (x, y) = (col, row)
+    np.testing.assert_allclose(written[..., 1], want[0], atol=1e-4)
+    np.testing.assert_allclose(written[..., 0], want[1], atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\) tensor"):
+        w.inferer(x[:, :1], w.network_def)
+
+
+def test_bundle_inference_options_are_checked_in_one_line(tmp_path, models):
+    from bundle.io import InputError
+    from bundle.register import bundle_inference
+
+    d = _pair(tmp_path, (64, 64))
+    kw = dict(moving=str(d / "moving.png"), fixed=str(d / "fixed.png"), output_dir=str(tmp_path / "o"),
+              model=str(models / "reg.pt"), seg_model=str(models / "seg.pt"))
+    with pytest.raises(InputError, match="--refine_steps must be a whole number >= 0, not 'two'"):
+        bundle_inference(**kw, refine_steps="two")
+    with pytest.raises(InputError, match="--overwrite must be true or false, not 'perhaps'"):
+        bundle_inference(**kw, overwrite="perhaps")
+    with pytest.raises(SystemExit, match="cxreg inference: error: --refine_steps must be a whole number >= 0, not -1"):
+        bundle_inference(**kw, refine_steps=-1, exit_on_error=True)
+    assert not (tmp_path / "o").exists()
+    assert bundle_inference(**kw, refine_steps="2")[0]["ok"]
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["options"]["refine"] == 2
+
+
 def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models):
     """DICOM in (read by ITK; MONOCHROME2), NIfTI warped out; ddf.nii.gz in mm, applied by ITK on the DICOM grid."""
     itk = pytest.importorskip("itk")
