@@ -322,7 +322,7 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
                            moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu",
                            overwrite=False, refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
                            seg_models=("segmentation.pt",), seg_tta: bool = False,
-                           refine_mask_weight: float | None = None):
+                           refine_mask_weight: float | None = None, mask_labels=None):
     """An exported registration bundle's ``evaluator`` (:func:`bundle.register.inference_evaluator` with the
     bundle's own weights: ``models/model.pt`` loaded into ``network`` and the lung-mask model(s) ``seg_models``
     in ``models/``, averaged if several, with shift TTA if ``seg_tta``, after their SHA-256 check);
@@ -357,7 +357,7 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         return reg_mod.inference_evaluator(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                            pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                            overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
-                                           registrar=registrar, strict=debug)
+                                           registrar=registrar, strict=debug, mask_labels=mask_labels)
     except InputError as e:
         if debug:
             raise
@@ -608,6 +608,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
             "network_def": net,
             "seg_network_def": {"_target_": f"scripts.{PACKAGE}.networks.LungSegNet", "spatial_dims": 2},
             "moving": None, "fixed": None, "moving_mask": None, "fixed_mask": None, "pairs_csv": None,
+            "mask_labels": None,
             "output_dir": "$os.path.join(@bundle_root, 'eval')",
             "overwrite": False,
             "seg_models": list(inference["seg_files"]),
@@ -623,7 +624,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                          "@seg_network_def, @settings, moving=@moving, fixed=@fixed, moving_mask=@moving_mask, "
                          "fixed_mask=@fixed_mask, pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, "
                          "overwrite=@overwrite, refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug, "
-                         "seg_models=@seg_models, seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight)",
+                         "seg_models=@seg_models, seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight, "
+                         "mask_labels=@mask_labels)",
             "inferer": "$@evaluator.inferer",
             "run": [f"$scripts.{PACKAGE}.register.run_inference(@evaluator, exit_on_error=not "
                     f"scripts.{PACKAGE}.register.bool_arg(@debug, '--debug'))"],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask",
+__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "parse_labels",
            "save_image", "stem", "atomic_dir", "check_writable"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
@@ -181,13 +181,57 @@ def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: i
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def load_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a lung mask as a uint8 ``(H, W)`` array of 0/1 (anything > half the maximum is lung)."""
+#: A mask with at most this many distinct integer values (and more than two) is a label map: which labels
+#: are lung must be said (``--mask-labels``); with more values it is a soft mask, thresholded at half its maximum.
+MAX_LABELS = 8
+
+
+def parse_labels(value, name: str = "--mask-labels") -> tuple[int, ...] | None:
+    """``"1,2"`` / ``[1, 2]`` / ``1`` -> ``(1, 2)`` / ``(1,)``; None or "" -> None; an :class:`InputError` naming
+    the option for anything that is not whole numbers > 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    items = value.replace(",", " ").split() if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        out = tuple(int(v) for v in items if isinstance(v, (int, str)) and not isinstance(v, bool)
+                    and float(v) == int(float(v)))
+    except (TypeError, ValueError, OverflowError):
+        out = ()
+    if not items or len(out) != len(items) or any(v <= 0 for v in out):
+        raise InputError(f"{name} must be labels > 0 separated by commas (e.g. 1,2), not {value!r}")
+    return out
+
+
+def load_mask(path: str | os.PathLike, labels=None) -> np.ndarray:
+    """Read a lung mask as a uint8 ``(H, W)`` array of 0/1.
+
+    ``labels`` (e.g. ``(1, 2)``): lung = pixels with one of these values (a label map: left lung 1, right lung 2,
+    heart 3, ...). Without ``labels``: a mask with one or two values is lung where it has the higher one (0/1,
+    0/255, 40/190; all lung if it has one value > 0); one with 3 to :data:`MAX_LABELS` integer values is a label
+    map and refused (:class:`InputError` listing its labels: give ``labels``), since taking the highest label(s)
+    would silently drop lung; one with more values (an anti-aliased or soft mask) is lung above half its maximum.
+    """
     arr = load_image(path)
-    top = float(arr.max())
-    if top <= 0:
-        return np.zeros(arr.shape, dtype=np.uint8)
+    if labels is not None:
+        labels = parse_labels(labels)
+        if not np.isin(arr, labels).any():
+            raise InputError(f"{path}: none of the mask labels {', '.join(map(str, labels))} is in this mask "
+                             f"(it has {_values(arr)})")
+        return np.isin(arr, labels).astype(np.uint8)
+    vals = np.unique(arr)
+    top = float(vals[-1])
+    if len(vals) <= 2:
+        return ((arr > vals[0]) if len(vals) == 2 else np.full(arr.shape, top > 0)).astype(np.uint8)
+    if len(vals) <= MAX_LABELS and np.all(vals == np.round(vals)):
+        raise InputError(f"{path}: mask has {len(vals)} values ({_values(arr)}), a label map: say which labels "
+                         f"are lung with --mask-labels (e.g. --mask-labels 1,2)")
     return (arr > top / 2).astype(np.uint8)
+
+
+def _values(arr: np.ndarray) -> str:
+    vals = np.unique(arr)
+    return ", ".join(f"{v:g}" for v in vals[:MAX_LABELS]) + (", ..." if len(vals) > MAX_LABELS else "")
 
 
 def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, float] | None = None) -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from monai.inferers import Inferer
 
 from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, load_image,
-                 load_mask, save_image, stem)
+                 load_mask, parse_labels, save_image, stem)
 from .metrics import pair_metrics
 from .refine import DEFAULT_MASK_WEIGHT
 from .spatial import jacobian_determinant, remove_folds, resize_image
@@ -218,15 +218,19 @@ def write_summary(out_dir: str | os.PathLike, status: list[dict], name: str = "s
     return out / name
 
 
-def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=None, device="cpu", **kw) -> dict:
+def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=None, device="cpu", mask_labels=None,
+             **kw) -> dict:
     """Register ``moving`` onto ``fixed`` ((H, W) arrays or file paths; fixed first, as ANTsPy).
 
+    Mask files are read with :func:`bundle.io.load_mask` (``mask_labels``: which values of a label map are lung).
     Returns ``{"warped", "ddf" (2, H, W) pull-back pixels on the fixed grid, "jacobian", "warped_mask",
     "fixed_mask", "metrics"}``; DSC/HD/ASSD are computed when both masks are given, JAC always.
     """
+    labels = parse_labels(mask_labels, "mask_labels")
+    mask = lambda x: load_mask(x, labels)  # noqa: E731
     load = lambda x, f: f(x) if isinstance(x, (str, os.PathLike)) else (None if x is None else np.asarray(x))  # noqa: E731
     r = Registrar(model, device=device, **kw)
-    res = r(load(fixed, load_image), load(moving, load_image), load(fixed_mask, load_mask), load(moving_mask, load_mask))
+    res = r(load(fixed, load_image), load(moving, load_image), load(fixed_mask, mask), load(moving_mask, mask))
     res["metrics"] = metrics_of(res)
     return res
 
@@ -348,7 +352,7 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
                    refine_steps: int = 0, single: bool = False, seg_model=None, size: int = 256,
                    strict: bool = False, registrar: Registrar | None = None, check_out: bool = True,
                    fix_folds: bool | None = None, refine_mask_weight: float = DEFAULT_MASK_WEIGHT,
-                   refine_distance_weight: float = 0.0) -> list[dict]:
+                   refine_distance_weight: float = 0.0, mask_labels=None) -> list[dict]:
     """Register many pairs (dicts with moving, fixed[, moving_mask, fixed_mask]); each image is loaded and its
     lung mask predicted once. One sub-folder per pair ``<moving stem>__<fixed stem>`` (or ``out_dir`` itself
     when ``single``). A failing pair is reported and skipped. Returns one status dict per pair.
@@ -356,16 +360,18 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
     The output folder is checked first (refused if it exists and is not empty, unless ``overwrite``, or if it
     cannot be written), before any model is loaded; each pair's folder is written atomically. ``strict``
     (``cxreg --debug``) raises a pair's error, with its traceback, instead of reporting it. ``registrar``:
-    use these networks instead of loading ``model``/``seg_model`` (see :meth:`Registrar.from_networks`)."""
+    use these networks instead of loading ``model``/``seg_model`` (see :meth:`Registrar.from_networks`).
+    ``mask_labels``: which values of label-map masks are lung (:func:`bundle.io.load_mask`)."""
     from tqdm import tqdm
 
+    labels = parse_labels(mask_labels)
     check_writable(out_dir, overwrite or not check_out)
     reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps,
                                  fix_folds=fix_folds, refine_mask_weight=refine_mask_weight,
                                  refine_distance_weight=refine_distance_weight)
     if registrar is not None and fix_folds is not None:
         reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
-    job = PairJob(reg, out_dir, overwrite=overwrite, single=single, strict=strict)
+    job = PairJob(reg, out_dir, overwrite=overwrite, single=single, strict=strict, mask_labels=labels)
     for pr in tqdm(pairs, desc="registering", unit="pair", disable=not progress):
         job(pr)
     return job.status
@@ -378,12 +384,14 @@ class PairJob:
     Each image is loaded and its lung mask predicted once (cached across pairs). A pair's folder is
     ``<moving stem>__<fixed stem>`` under ``out_dir`` (``out_dir`` itself when ``single``), written atomically.
     A failing pair gives ``{"pair", "ok": False, "error": <one line>}`` (raised instead when ``strict``).
-    Every status is appended to ``self.status`` and returned.
+    Every status is appended to ``self.status`` and returned. ``mask_labels``: which values of label-map
+    masks are lung (:func:`bundle.io.load_mask`; recorded in the pair's ``metrics.json`` options).
     """
 
     def __init__(self, registrar: Registrar, out_dir, overwrite: bool = False, single: bool = False,
-                 strict: bool = False):
+                 strict: bool = False, mask_labels=None):
         self.reg, self.out_dir, self.overwrite, self.single, self.strict = registrar, out_dir, overwrite, single, strict
+        self.mask_labels = parse_labels(mask_labels)
         self.cache: dict = {}
         self.status: list[dict] = []
 
@@ -399,16 +407,18 @@ class PairJob:
         try:
             fixed, f_lung = self.image(pr["fixed"])
             moving, m_lung = self.image(pr["moving"])
-            fm = load_mask(pr["fixed_mask"]) if pr.get("fixed_mask") else None
-            mm = load_mask(pr["moving_mask"]) if pr.get("moving_mask") else None
+            fm = load_mask(pr["fixed_mask"], self.mask_labels) if pr.get("fixed_mask") else None
+            mm = load_mask(pr["moving_mask"], self.mask_labels) if pr.get("moving_mask") else None
             for m, img, key in ((fm, fixed, "fixed_mask"), (mm, moving, "moving_mask")):
                 if m is not None and m.shape != img.shape:
                     raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
             res = self.reg(fixed, moving, fm, mm, fixed_lung=f_lung, moving_lung=m_lung)
             dest = Path(self.out_dir) if self.single else Path(self.out_dir) / name
             met = metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))
-            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=self.reg.options(),
-                          metrics=met)
+            opts = self.reg.options()
+            if self.mask_labels:
+                opts["mask_labels"] = list(self.mask_labels)
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=opts, metrics=met)
             st = {"pair": name, "ok": True, "out": str(dest), **met}
         except InputError as e:
             if self.strict:
@@ -517,7 +527,8 @@ class _Progress:
 def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None,
                         output_dir="eval", model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False,
                         refine_steps=0, fix_folds=None, registrar: Registrar | None = None,
-                        exit_on_error: bool = False, strict: bool = False, prefix: str = "cxreg inference"):
+                        exit_on_error: bool = False, strict: bool = False, prefix: str = "cxreg inference",
+                        mask_labels=None):
     """The registration bundle's ``evaluator``: a MONAI ``SupervisedEvaluator`` whose iterations are the pairs
     (``--moving``/``--fixed``, or the rows of ``--pairs_csv``) and whose step registers a pair and writes its
     folder (:class:`PairJob`); ``evaluator.network`` is the registration network and ``evaluator.inferer`` the
@@ -531,8 +542,9 @@ def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=No
         overwrite = bool_arg(overwrite, "--overwrite")
         fix_folds = fix_folds_arg(fix_folds)
         refine_steps = count_arg(refine_steps, "--refine_steps")
+        mask_labels = parse_labels(mask_labels, "--mask_labels")
         return _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
-                                    device, overwrite, refine_steps, fix_folds, registrar, strict)
+                                    device, overwrite, refine_steps, fix_folds, registrar, strict, mask_labels)
     except (InputError, OSError) as e:
         if not exit_on_error:
             raise
@@ -540,7 +552,7 @@ def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=No
 
 
 def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                         overwrite, refine_steps, fix_folds, registrar, strict):
+                         overwrite, refine_steps, fix_folds, registrar, strict, mask_labels=None):
     from types import SimpleNamespace
 
     from monai.data import Dataset
@@ -560,7 +572,7 @@ def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, outp
                                  fix_folds=fix_folds)
     if registrar is not None and fix_folds is not None:
         reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
-    job = PairJob(reg, output_dir, overwrite=overwrite, single=single, strict=strict)
+    job = PairJob(reg, output_dir, overwrite=overwrite, single=single, strict=strict, mask_labels=mask_labels)
     loader = DataLoader(Dataset(pairs), batch_size=1, shuffle=False, num_workers=0, collate_fn=_one)
     try:
         import ignite  # noqa: F401
@@ -621,7 +633,7 @@ def run_inference(evaluator, exit_on_error: bool = False, prefix: str = "cxreg i
 def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval",
                      model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False, refine_steps=0,
                      exit_on_error: bool = False, registrar: Registrar | None = None,
-                     fix_folds: bool | None = None) -> list[dict]:
+                     fix_folds: bool | None = None, mask_labels=None) -> list[dict]:
     """The registration bundle's inference in one call (:func:`inference_evaluator`, then :func:`run_inference`):
     the same outputs as ``cxreg register`` for one pair or a pairs CSV.
 
@@ -630,5 +642,5 @@ def bundle_inference(moving=None, fixed=None, moving_mask=None, fixed_mask=None,
     MONAI's ``RuntimeError: Failed to evaluate ...`` traceback.
     """
     ev = inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                             overwrite, refine_steps, fix_folds, registrar, exit_on_error)
+                             overwrite, refine_steps, fix_folds, registrar, exit_on_error, mask_labels=mask_labels)
     return run_inference(ev, exit_on_error)

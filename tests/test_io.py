@@ -83,10 +83,45 @@ def test_bad_files_name_the_file(tmp_path, kind):
 def test_load_mask_binarises(tmp_path):
     m = np.zeros((8, 8), np.uint8)
     m[2:5, 2:5] = 255
-    m[0, 0] = 100  # below half of the maximum: background
     Image.fromarray(m).save(tmp_path / "m.png")
     x = load_mask(tmp_path / "m.png")
     assert x.dtype == np.uint8 and set(np.unique(x)) == {0, 1} and x.sum() == 9
+    m[0, 0] = 100  # a third value: a label map (0.5.5 took it for background, below half the maximum)
+    Image.fromarray(m).save(tmp_path / "m3.png")
+    with pytest.raises(InputError, match="a label map"):
+        load_mask(tmp_path / "m3.png")
+    assert load_mask(tmp_path / "m3.png", labels=(255,)).sum() == 9
+
+
+def test_load_mask_label_maps_need_their_lung_labels(tmp_path):
+    """A 0/1/2/3 label map (left lung 1, right lung 2, heart 3): before 0.5.6 it was thresholded at half its
+    maximum, which kept the heart and the right lung and dropped the left lung, silently. Now it is refused
+    without ``labels``, and ``labels`` picks exactly the given values; two-valued masks keep their higher value
+    (a 40/190 mask too); a soft mask with many values is lung above half its maximum."""
+    from bundle.io import InputError, parse_labels
+
+    m = np.zeros((8, 8), np.uint8)
+    m[1:7, 1:3], m[1:7, 5:7], m[3:5, 3:5] = 1, 2, 3  # 12 + 12 lung pixels, 4 heart
+    Image.fromarray(m).save(tmp_path / "labels.png")
+    with pytest.raises(InputError) as e:
+        load_mask(tmp_path / "labels.png")
+    assert str(e.value) == (f"{tmp_path / 'labels.png'}: mask has 4 values (0, 1, 2, 3), a label map: say which "
+                            "labels are lung with --mask-labels (e.g. --mask-labels 1,2)")
+    lungs = load_mask(tmp_path / "labels.png", (1, 2))
+    assert lungs.sum() == 24 and lungs[3, 3] == 0 and lungs[2, 1] == 1 and lungs[2, 5] == 1
+    assert load_mask(tmp_path / "labels.png", "3").sum() == 4
+    with pytest.raises(InputError, match=r"labels.png: none of the mask labels 5 is in this mask \(it has 0, 1, 2, 3\)"):
+        load_mask(tmp_path / "labels.png", [5])
+    with pytest.raises(InputError, match="--mask-labels must be labels > 0"):
+        parse_labels("lungs")
+    two = (m > 0).astype(np.uint8) * 150 + 40  # 40 background, 190 lung
+    Image.fromarray(two).save(tmp_path / "two.png")
+    assert load_mask(tmp_path / "two.png").sum() == 28
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "full.png")
+    assert load_mask(tmp_path / "full.png").sum() == 64
+    soft = np.linspace(0, 255, 64).reshape(8, 8).astype(np.uint8)  # 64 values: a soft mask
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    assert load_mask(tmp_path / "soft.png").sum() == int((soft > 127).sum()) == 32
 
 
 def test_stem():

@@ -173,6 +173,41 @@ def test_bundle_inference_options_are_checked_in_one_line(tmp_path, models):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["options"]["refine"] == 2
 
 
+def test_label_map_masks_with_mask_labels(tmp_path, models, capsys):
+    """Masks given as label maps (left lung 1, right lung 2, heart 3): refused in one line without
+    ``--mask-labels`` (0.5.5 kept only labels above half the maximum, dropping the left lung), and with
+    ``--mask-labels 1,2`` the pair's metrics are those of the equivalent binary masks; the bundle too."""
+    from bundle.register import bundle_inference
+
+    d = _pair(tmp_path, (64, 64))
+    for name in ("moving", "fixed"):
+        b = np.asarray(Image.open(d / f"{name}_mask.png")) > 0
+        lab = np.where(b, np.where(np.arange(64)[None, :] < 32, 1, 2), 0).astype(np.uint8)
+        lab[~b & (np.abs(np.arange(64)[:, None] - 40) < 4) & (np.abs(np.arange(64)[None, :] - 32) < 4)] = 3
+        assert set(np.unique(lab)) == {0, 1, 2, 3}
+        Image.fromarray(lab).save(d / f"{name}_labels.png")
+    masks = lambda kind: ["--moving-mask", str(d / f"moving_{kind}.png"), "--fixed-mask", str(d / f"fixed_{kind}.png")]  # noqa: E731
+    pair = [str(d / "moving.png"), str(d / "fixed.png")]
+    capsys.readouterr()
+    assert _run(tmp_path, models, *pair, "--out", str(tmp_path / "no"), *masks("labels")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"cxreg register: error: {d / 'fixed_labels.png'}: mask has 4 values (0, 1, 2, 3), a label "
+                   "map: say which labels are lung with --mask-labels (e.g. --mask-labels 1,2)")
+    assert not (tmp_path / "no").exists()
+    assert _run(tmp_path, models, *pair, "--out", str(tmp_path / "bin"), *masks("mask")) == 0
+    assert _run(tmp_path, models, *pair, "--out", str(tmp_path / "lab"), *masks("labels"), "--mask-labels", "1,2") == 0
+    got, want = (json.loads((tmp_path / k / "metrics.json").read_text()) for k in ("lab", "bin"))
+    assert got["dsc"] == want["dsc"] and got["hd"] == want["hd"] and 0.9 < want["dsc"] <= 1
+    assert got["options"]["mask_labels"] == [1, 2] and "mask_labels" not in want["options"]
+    warped = np.asarray(Image.open(tmp_path / "lab" / "warped_mask.png"))
+    assert np.array_equal(warped, np.asarray(Image.open(tmp_path / "bin" / "warped_mask.png")))
+    assert warped[:, :32].sum() > 0 and warped[:, 32:].sum() > 0  # both lungs (label 1 was dropped in 0.5.5)
+    st = bundle_inference(*pair, moving_mask=str(d / "moving_labels.png"), fixed_mask=str(d / "fixed_labels.png"),
+                          output_dir=str(tmp_path / "bundle"), model=str(models / "reg.pt"),
+                          seg_model=str(models / "seg.pt"), mask_labels=(1, 2))
+    assert st[0]["ok"] and st[0]["dsc"] == want["dsc"]
+
+
 def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models):
     """DICOM in (read by ITK; MONOCHROME2), NIfTI warped out; ddf.nii.gz in mm, applied by ITK on the DICOM grid."""
     itk = pytest.importorskip("itk")
