@@ -704,7 +704,8 @@ def _readme(kind: str, dataset: str, name: str, meta: dict) -> str:
                 "`ddf.nii.gz` (ITK displacement field: physical (x, y) displacement from each fixed point to its "
                 "moving point, so `itk.DisplacementFieldTransform` or `antsApplyTransforms -t ddf.nii.gz` resample "
                 "the moving image onto the fixed one), `jacobian.nii.gz`, `warped_mask.png`, `overlay.png` and "
-                "`metrics.json` (folded pixels JAC; DSC/HD/ASSD when `--moving_mask` and `--fixed_mask` are given). "
+                "`metrics.json` (folded pixels JAC; DSC/HD/ASSD when `--moving_mask` and `--fixed_mask` are given; "
+                "for label-map masks say which labels are lung, e.g. `--mask_labels 1,2`). "
                 "Lung masks that are not given are predicted by the segmentation model shipped in "
                 "`models/segmentation.pt`.")
     else:

@@ -1,0 +1,132 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""``cxreg pairs``: write the pairs CSV that ``cxreg register --pairs`` and the bundle's ``--pairs_csv`` read,
+from a folder of images (and, optionally, their lung masks).
+
+Two designs, both with the direction stated as ``cxreg register`` has it (``moving`` is warped onto ``fixed``):
+
+* ``cxreg pairs DIR --out pairs.csv``: every ordered pair of the folder's images (n (n - 1) rows; each pair both
+  ways, as our test splits are scored);
+* ``cxreg pairs DIR --to ATLAS --out pairs.csv``: every image onto one fixed image (an atlas or a reference
+  patient; ``ATLAS`` may lie outside ``DIR``), n rows.
+
+``DIR`` is a folder of images (PNG, NIfTI, DICOM), or the own-data layout ``DIR/images/`` + ``DIR/masks/``
+(docs/own-data.md); masks (``--masks MASKDIR``, else ``DIR/masks/`` when it exists) are matched to images by
+file stem and written to the ``moving_mask`` / ``fixed_mask`` columns. Paths are written relative to the CSV's
+folder (as :func:`bundle.io.read_pairs_csv` resolves them), so the CSV and the images can move together.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from .io import InputError, stem
+
+__all__ = ["make_pairs", "write_pairs_csv", "add_parser"]
+
+
+def _images(folder: Path, what: str) -> dict[str, Path]:
+    from .owndata import _files
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: {what} folder not found")
+    return _files(folder)
+
+
+def make_pairs(data_dir, to=None, masks=None) -> list[dict]:
+    """The pairs (dicts moving, fixed[, moving_mask, fixed_mask]; absolute paths) of the folder ``data_dir``:
+    all ordered pairs, or each image onto ``to``. ``masks``: a folder of masks matched by stem (default
+    ``data_dir/masks`` when ``data_dir/images`` exists and it does too). A mask folder must have a mask for
+    every image it is used for; an :class:`InputError` naming the file otherwise."""
+    d = Path(data_dir)
+    img_dir = d / "images" if (d / "images").is_dir() else d
+    imgs = _images(img_dir, "image")
+    if masks is None and img_dir != d and (d / "masks").is_dir():
+        masks = d / "masks"
+    msk = _images(Path(masks), "mask") if masks is not None else {}
+    fixed = None
+    if to is not None:
+        fixed = Path(to)
+        if not fixed.is_file():
+            raise InputError(f"{fixed}: fixed image not found")
+        imgs = {s: p for s, p in imgs.items() if p.resolve() != fixed.resolve()}
+    if not imgs or (fixed is None and len(imgs) < 2):
+        raise InputError(f"{img_dir}: needs {'an image' if fixed is not None else 'two images'} to pair "
+                         f"(found {len(imgs)}; PNG, NIfTI or DICOM)")
+    if msk:
+        needed = list(imgs) + ([stem(fixed)] if fixed is not None else [])
+        missing = [s for s in needed if s not in msk]
+        if missing:
+            p = fixed if fixed is not None and missing[0] == stem(fixed) else imgs[missing[0]]
+            raise InputError(f"{p}: no mask with stem {missing[0]!r} in {masks} ({len(missing)} image(s) without one)")
+
+    def row(m: str, mp: Path, f: str, fp: Path) -> dict:
+        r = {"moving": str(mp.resolve()), "fixed": str(fp.resolve())}
+        if msk:
+            r.update(moving_mask=str(msk[m].resolve()), fixed_mask=str(msk[f].resolve()))
+        return r
+
+    if fixed is not None:
+        return [row(s, p, stem(fixed), fixed) for s, p in imgs.items()]
+    return [row(m, mp, f, fp) for m, mp in imgs.items() for f, fp in imgs.items() if m != f]
+
+
+def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
+    """Write ``pairs`` as a CSV (paths relative to its folder where possible); refused if ``out`` exists
+    (unless ``overwrite``); written whole or not at all."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder (give the CSV file to write)")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: file exists (use --overwrite to replace it)")
+    if not out.parent.resolve().is_dir():
+        raise InputError(f"{out}: output folder {out.parent} not found")
+    base = out.parent.resolve()
+
+    def rel(p: str) -> str:
+        try:
+            return os.path.relpath(p, base)
+        except ValueError:  # another drive (Windows)
+            return p
+
+    cols = ["moving", "fixed"] + (["moving_mask", "fixed_mask"] if pairs and "moving_mask" in pairs[0] else [])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for p in pairs:
+        w.writerow({k: rel(p[k]) for k in cols})
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
+    return out
+
+
+def _cmd_pairs(a) -> int:
+    pairs = make_pairs(a.data_dir, to=a.to, masks=a.masks)
+    out = write_pairs_csv(pairs, a.out, overwrite=a.overwrite)
+    if not a.quiet:
+        kind = f"onto {a.to}" if a.to else "ordered pairs"
+        masks = " with masks" if "moving_mask" in pairs[0] else ""
+        print(f"wrote {len(pairs)} {kind}{masks} to {out} (cxreg register --pairs {out} --out OUT)")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Register the ``pairs`` sub-command on the ``cxreg`` sub-parsers."""
+    p = sub.add_parser("pairs", help="write a pairs CSV (all ordered pairs of a folder, or every image onto one "
+                       "fixed image) for cxreg register --pairs")
+    p.add_argument("data_dir", help="folder of images (PNG, NIfTI, DICOM), or DIR with images/ and masks/")
+    p.add_argument("--out", required=True, help="CSV file to write (paths relative to its folder)")
+    p.add_argument("--to", default=None, metavar="FIXED", help="register every image onto this fixed image "
+                   "(atlas); default: all ordered pairs of the folder")
+    p.add_argument("--masks", default=None, help="folder of lung masks matched to the images by file stem "
+                   "(default: DIR/masks when DIR/images exists)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_pairs)
