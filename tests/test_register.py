@@ -143,6 +143,7 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     x = torch.from_numpy(np.stack([moving, fixed]))[None].repeat(2, 1, 1, 1)
     ddf = w.inferer(x, w.network_def)
     assert ddf.shape == (2, 2, 64, 64) and torch.equal(ddf[0], ddf[1])
+    assert torch.equal(w.inferer(x[:1]), ddf[:1])  # without a network: the registrar's own
     want = Registrar(str(models / "reg.pt"), seg_model=str(models / "seg.pt"))(fixed, moving)["ddf"]
     assert np.abs(want).max() > 0.05
     np.testing.assert_allclose(ddf[0].numpy(), want, atol=1e-5)
