@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fixed-mask", default=None, help="lung mask of the fixed image (else predicted)")
     g.add_argument("--mask-labels", default=None, help="which values of label-map masks are lung, e.g. 1,2 (left "
                    "and right lung of a 0/1/2/3 map); without it a mask with one or two values is lung where it has "
-                   "the higher one, one with 3-8 values is refused, a soft mask is lung above half its maximum"),
+                   "the higher one, one with 3-8 values is refused, a soft mask is lung above half its maximum")
     g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
     g.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
                    "overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, 1 before "

@@ -46,6 +46,7 @@ __all__ = [
     "export_bundle",
     "sha256",
     "check_weights",
+    "registration_evaluator",
     "run_registration",
     "load_any_registration",
     "clean_masks_torch",
@@ -364,13 +365,14 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
-def run_registration(bundle_root, network, seg_network, settings: dict, debug: bool = False, **kw) -> list[dict]:
+def run_registration(bundle_root, network, seg_network, settings: dict, *args, debug: bool = False,
+                     **kw) -> list[dict]:
     """What an exported registration bundle's ``inference`` does in one call: :func:`registration_evaluator`
     (same arguments), then :func:`bundle.register.run_inference`: ``cxreg register``'s outputs for one pair
     (``moving``, ``fixed``) or a pairs CSV (``pairs_csv``)."""
     from .register import bool_arg, run_inference
 
-    ev = registration_evaluator(bundle_root, network, seg_network, settings, debug=debug, **kw)
+    ev = registration_evaluator(bundle_root, network, seg_network, settings, *args, debug=debug, **kw)
     return run_inference(ev, exit_on_error=not bool_arg(debug, "--debug"))
 
 

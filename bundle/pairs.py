@@ -11,7 +11,8 @@ Two designs, both with the direction stated as ``cxreg register`` has it (``movi
 
 ``DIR`` is a folder of images (PNG, NIfTI, DICOM), or the own-data layout ``DIR/images/`` + ``DIR/masks/``
 (docs/own-data.md); masks (``--masks MASKDIR``, else ``DIR/masks/`` when it exists) are matched to images by
-file stem and written to the ``moving_mask`` / ``fixed_mask`` columns. Paths are written relative to the CSV's
+file stem and written to the ``moving_mask`` / ``fixed_mask`` columns (``--no-masks``: none). An atlas from outside
+``DIR`` needs ``--fixed-mask FILE`` when masks are used (its mask is not guessed by stem). Paths are written relative to the CSV's
 folder (as :func:`bundle.io.read_pairs_csv` resolves them), so the CSV and the images can move together.
 """
 
@@ -35,42 +36,57 @@ def _images(folder: Path, what: str) -> dict[str, Path]:
     return _files(folder)
 
 
-def make_pairs(data_dir, to=None, masks=None) -> list[dict]:
+def make_pairs(data_dir, to=None, masks=None, fixed_mask=None, use_masks: bool = True) -> list[dict]:
     """The pairs (dicts moving, fixed[, moving_mask, fixed_mask]; absolute paths) of the folder ``data_dir``:
     all ordered pairs, or each image onto ``to``. ``masks``: a folder of masks matched by stem (default
-    ``data_dir/masks`` when ``data_dir/images`` exists and it does too). A mask folder must have a mask for
-    every image it is used for; an :class:`InputError` naming the file otherwise."""
+    ``data_dir/masks`` when ``data_dir/images`` exists and it does too; none if not ``use_masks``). A mask
+    folder must have a mask for every image it is used for. The ``to`` image's mask is ``fixed_mask`` if
+    given, else its stem's in the mask folder when it is one of the folder's images; an ``to`` image from
+    elsewhere needs ``fixed_mask`` when masks are used (its stem could name another image's mask). An
+    :class:`InputError` naming the file otherwise."""
     d = Path(data_dir)
     img_dir = d / "images" if (d / "images").is_dir() else d
     imgs = _images(img_dir, "image")
-    if masks is None and img_dir != d and (d / "masks").is_dir():
+    if masks is None and use_masks and img_dir != d and (d / "masks").is_dir():
         masks = d / "masks"
-    msk = _images(Path(masks), "mask") if masks is not None else {}
-    fixed = None
+    msk = _images(Path(masks), "mask") if masks is not None and use_masks else {}
+    fixed = fmask = None
+    if fixed_mask is not None and to is None:
+        raise InputError(f"{fixed_mask}: --fixed-mask is the mask of the --to image; give --to too")
     if to is not None:
         fixed = Path(to)
         if not fixed.is_file():
             raise InputError(f"{fixed}: fixed image not found")
+        inside = any(p.resolve() == fixed.resolve() for p in imgs.values())
         imgs = {s: p for s, p in imgs.items() if p.resolve() != fixed.resolve()}
+        if fixed_mask is not None:
+            fmask = Path(fixed_mask)
+            if not fmask.is_file():
+                raise InputError(f"{fmask}: mask of the fixed image not found")
+        elif msk and inside and stem(fixed) in msk:
+            fmask = msk[stem(fixed)]
+        elif msk:
+            raise InputError(f"{fixed}: no mask for the fixed image (give --fixed-mask FILE, or --no-masks)"
+                             if inside else f"{fixed}: not in {img_dir}, so its mask is not taken from {masks}: give "
+                             "--fixed-mask FILE (or --no-masks)")
     if not imgs or (fixed is None and len(imgs) < 2):
         raise InputError(f"{img_dir}: needs {'an image' if fixed is not None else 'two images'} to pair "
                          f"(found {len(imgs)}; PNG, NIfTI or DICOM)")
     if msk:
-        needed = list(imgs) + ([stem(fixed)] if fixed is not None else [])
-        missing = [s for s in needed if s not in msk]
+        missing = [s for s in imgs if s not in msk]
         if missing:
-            p = fixed if fixed is not None and missing[0] == stem(fixed) else imgs[missing[0]]
-            raise InputError(f"{p}: no mask with stem {missing[0]!r} in {masks} ({len(missing)} image(s) without one)")
+            raise InputError(f"{imgs[missing[0]]}: no mask with stem {missing[0]!r} in {masks} ({len(missing)} "
+                             "image(s) without one)")
 
-    def row(m: str, mp: Path, f: str, fp: Path) -> dict:
+    def row(mp: Path, fp: Path, mm: Path | None, fm: Path | None) -> dict:
         r = {"moving": str(mp.resolve()), "fixed": str(fp.resolve())}
-        if msk:
-            r.update(moving_mask=str(msk[m].resolve()), fixed_mask=str(msk[f].resolve()))
+        if mm is not None or fm is not None:
+            r.update(moving_mask=str(mm.resolve()) if mm else "", fixed_mask=str(fm.resolve()) if fm else "")
         return r
 
     if fixed is not None:
-        return [row(s, p, stem(fixed), fixed) for s, p in imgs.items()]
-    return [row(m, mp, f, fp) for m, mp in imgs.items() for f, fp in imgs.items() if m != f]
+        return [row(p, fixed, msk.get(s), fmask) for s, p in imgs.items()]
+    return [row(mp, fp, msk.get(m), msk.get(f)) for m, mp in imgs.items() for f, fp in imgs.items() if m != f]
 
 
 def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
@@ -86,17 +102,19 @@ def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
     base = out.parent.resolve()
 
     def rel(p: str) -> str:
+        if not p:
+            return ""
         try:
             return os.path.relpath(p, base)
         except ValueError:  # another drive (Windows)
             return p
 
-    cols = ["moving", "fixed"] + (["moving_mask", "fixed_mask"] if pairs and "moving_mask" in pairs[0] else [])
+    cols = ["moving", "fixed"] + (["moving_mask", "fixed_mask"] if any("moving_mask" in p for p in pairs) else [])
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for p in pairs:
-        w.writerow({k: rel(p[k]) for k in cols})
+        w.writerow({k: rel(p.get(k, "")) for k in cols})
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
@@ -108,7 +126,7 @@ def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
 
 
 def _cmd_pairs(a) -> int:
-    pairs = make_pairs(a.data_dir, to=a.to, masks=a.masks)
+    pairs = make_pairs(a.data_dir, to=a.to, masks=a.masks, fixed_mask=a.fixed_mask, use_masks=not a.no_masks)
     out = write_pairs_csv(pairs, a.out, overwrite=a.overwrite)
     if not a.quiet:
         kind = f"onto {a.to}" if a.to else "ordered pairs"
@@ -127,6 +145,9 @@ def add_parser(sub) -> None:
                    "(atlas); default: all ordered pairs of the folder")
     p.add_argument("--masks", default=None, help="folder of lung masks matched to the images by file stem "
                    "(default: DIR/masks when DIR/images exists)")
+    p.add_argument("--fixed-mask", default=None, help="lung mask of the --to image (needed when masks are used and "
+                   "the --to image is not in DIR)")
+    p.add_argument("--no-masks", action="store_true", help="leave the mask columns out (masks predicted)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_pairs)

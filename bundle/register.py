@@ -33,8 +33,9 @@ from .spatial import jacobian_determinant, remove_folds, resize_image
 # model on its test split and far better outside it (docs/generalisation.md).
 DEFAULT_MODEL = "universal"
 
-__all__ = ["DEFAULT_MODEL", "Registrar", "RegistrationInferer", "register", "write_outputs", "register_files",
-           "load_checked", "write_summary", "inference_evaluator", "run_inference", "bundle_inference"]
+__all__ = ["DEFAULT_MODEL", "Registrar", "RegistrationInferer", "PairJob", "register", "write_outputs",
+           "register_files", "load_checked", "write_summary", "inference_evaluator", "run_inference",
+           "bundle_inference", "inputs_dir", "bool_arg", "count_arg", "fix_folds_arg"]
 
 
 def _unit(arr: np.ndarray, path="image") -> np.ndarray:
@@ -416,7 +417,7 @@ class PairJob:
             dest = Path(self.out_dir) if self.single else Path(self.out_dir) / name
             met = metrics_of(res, fixed_spacing(pr["fixed"], fixed.shape))
             opts = self.reg.options()
-            if self.mask_labels:
+            if self.mask_labels and (fm is not None or mm is not None):
                 opts["mask_labels"] = list(self.mask_labels)
             write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=opts, metrics=met)
             st = {"pair": name, "ok": True, "out": str(dest), **met}
@@ -516,12 +517,8 @@ class _Progress:
         if self.enabled:
             from tqdm import tqdm
 
-            try:
-                self.bar = tqdm(total=self.total, desc="registering", unit="pair")
-            except TypeError:  # the bundle's no-tqdm fallback takes an iterable only
-                self.bar = None
-            if not hasattr(self.bar, "update"):
-                self.bar = None
+            bar = tqdm(total=self.total, desc="registering", unit="pair")
+            self.bar = bar if hasattr(bar, "update") else None  # the bundle's no-tqdm fallback returns None
 
 
 def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=None, pairs_csv=None,
@@ -560,14 +557,19 @@ def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, outp
 
     from .cli import read_pairs_csv
 
+    missing = None  # no inputs: an evaluator over no pairs (MONAI's check_properties builds it), refused at run
     if pairs_csv:
         pairs, single = read_pairs_csv(pairs_csv), False
     elif moving and fixed:
         pairs = [{"moving": moving, "fixed": fixed, "moving_mask": moving_mask, "fixed_mask": fixed_mask}]
         single = True
+    elif moving or fixed:
+        raise InputError(f"give both --moving and --fixed (only --{'moving' if moving else 'fixed'} was given), "
+                         "or --pairs_csv")
     else:
-        raise InputError("give --moving and --fixed, or --pairs_csv")
-    check_writable(output_dir, overwrite)
+        pairs, single, missing = [], True, "give --moving and --fixed, or --pairs_csv"
+    if missing is None:
+        check_writable(output_dir, overwrite)
     reg = registrar or Registrar(model, seg_model=seg_model, device=device, refine_steps=refine_steps,
                                  fix_folds=fix_folds)
     if registrar is not None and fix_folds is not None:
@@ -587,7 +589,7 @@ def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, outp
                                  iteration_update=lambda engine, pair: job(pair), inferer=RegistrationInferer(reg),
                                  decollate=False)
         _Progress(len(pairs), enabled=not single).attach(ev)
-    ev.cxreg = SimpleNamespace(job=job, single=single, output_dir=output_dir)
+    ev.cxreg = SimpleNamespace(job=job, single=single, output_dir=output_dir, missing=missing)
     return ev
 
 
@@ -609,10 +611,24 @@ def run_inference(evaluator, exit_on_error: bool = False, prefix: str = "cxreg i
     """Run an :func:`inference_evaluator`: one line per pair on stdout (failed pairs on stderr), ``summary.json``
     for a pairs CSV; returns the pairs' status dicts. A single pair's error is raised as :class:`InputError`
     (with ``exit_on_error``: status 1 and ``<prefix>: error: ...`` as the last line of stderr, as when any pair
-    of a CSV failed)."""
-    evaluator.run()
+    of a CSV failed; an :class:`OSError` while writing is one line too). Each run reports its own pairs only
+    (an evaluator run twice starts afresh: images are read again, earlier statuses are not counted)."""
+    try:
+        return _run_inference(evaluator, exit_on_error, prefix)
+    except (InputError, OSError) as e:
+        if not exit_on_error:
+            raise
+        raise SystemExit(f"{prefix}: error: {e}") from None
+
+
+def _run_inference(evaluator, exit_on_error: bool, prefix: str) -> list[dict]:
     c = evaluator.cxreg
-    status = c.job.status
+    if c.missing:
+        raise InputError(c.missing)
+    c.job.cache.clear()
+    n0 = len(c.job.status)
+    evaluator.run()
+    status = c.job.status[n0:]
     for s in status:
         if s["ok"]:
             print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")
@@ -621,9 +637,7 @@ def run_inference(evaluator, exit_on_error: bool = False, prefix: str = "cxreg i
     if not c.single:
         write_summary(c.output_dir, status)
     if c.single and not status[0]["ok"]:
-        if not exit_on_error:
-            raise InputError(status[0]["error"])
-        raise SystemExit(f"{prefix}: error: {status[0]['error']}")
+        raise InputError(status[0]["error"])
     if exit_on_error and not all(s["ok"] for s in status):
         raise SystemExit(f"{prefix}: error: {sum(not s['ok'] for s in status)} of {len(status)} pair(s) "
                          f"failed (see above and {c.output_dir}/summary.json)")

@@ -65,6 +65,20 @@ def test_every_image_onto_one_fixed_image_then_register(tmp_path, models):
     Image.open(atlas).save(tmp_path / "atlas.png")
     pairs = make_pairs(d / "images", to=tmp_path / "atlas.png")
     assert len(pairs) == 3 and "moving_mask" not in pairs[0]
+    # ... in the own-data layout its mask is not guessed from the mask folder (its stem could be another's)
+    Image.open(atlas).save(tmp_path / "p2.png")  # an outside atlas whose stem names an image of the folder
+    with pytest.raises(InputError, match=r"p2.png: not in .*images, so its mask is not taken from .*masks: give "
+                                         r"--fixed-mask FILE \(or --no-masks\)"):
+        make_pairs(d, to=tmp_path / "p2.png")
+    pairs = make_pairs(d, to=tmp_path / "p2.png", fixed_mask=d / "masks" / "p1.png")
+    assert len(pairs) == 3 and all(Path(p["fixed_mask"]).name == "p1.png" for p in pairs)
+    assert [Path(p["moving_mask"]).name for p in pairs] == ["p0.png", "p1.png", "p2.png"]
+    assert "moving_mask" not in make_pairs(d, to=tmp_path / "p2.png", use_masks=False)[0]
+    # a fixed mask alone (no mask folder): the moving columns stay empty, read back as "no mask"
+    out2 = tmp_path / "atlas2.csv"
+    write_pairs_csv(make_pairs(d / "images", to=tmp_path / "atlas.png", fixed_mask=d / "masks" / "p1.png"), out2)
+    back = read_pairs_csv(out2)
+    assert len(back) == 3 and all("moving_mask" not in p and Path(p["fixed_mask"]).name == "p1.png" for p in back)
 
 
 @pytest.mark.parametrize("case,msg", [
@@ -73,13 +87,14 @@ def test_every_image_onto_one_fixed_image_then_register(tmp_path, models):
     ("missing_mask", "{d}/data/images/p2.png: no mask with stem 'p2' in {d}/data/masks (1 image(s) without one)"),
     ("no_atlas", "{d}/atlas.png: fixed image not found"),
     ("exists", "{d}/out.csv: file exists (use --overwrite to replace it)"),
+    ("mask_without_to", "{d}/m.png: --fixed-mask is the mask of the --to image; give --to too"),
 ])
 def test_bad_inputs_give_one_line_and_no_csv(tmp_path, capsys, case, msg):
     d = _folder(tmp_path / "data")
     _folder(tmp_path / "one", n=1, masks=False)
     args = {"no_dir": [str(tmp_path / "nope")], "one_image": [str(tmp_path / "one")],
             "missing_mask": [str(d)], "no_atlas": [str(d), "--to", str(tmp_path / "atlas.png")],
-            "exists": [str(d)]}[case]
+            "exists": [str(d)], "mask_without_to": [str(d), "--fixed-mask", str(tmp_path / "m.png")]}[case]
     out = tmp_path / "out.csv"
     if case == "missing_mask":
         (d / "masks" / "p2.png").unlink()

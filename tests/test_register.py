@@ -144,6 +144,14 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     ddf = w.inferer(x, w.network_def)
     assert ddf.shape == (2, 2, 64, 64) and torch.equal(ddf[0], ddf[1])
     assert torch.equal(w.inferer(x[:1]), ddf[:1])  # without a network: the registrar's own
+    import copy
+
+    other = copy.deepcopy(w.network_def)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for prm in other.parameters():
+            prm.add_(0.2 * torch.randn(prm.shape, generator=g))
+    assert (w.inferer(x[:1], other) - ddf[:1]).abs().max() > 1e-3  # a given network is the one used
     want = Registrar(str(models / "reg.pt"), seg_model=str(models / "seg.pt"))(fixed, moving)["ddf"]
     assert np.abs(want).max() > 0.05
     np.testing.assert_allclose(ddf[0].numpy(), want, atol=1e-5)
@@ -154,6 +162,27 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     np.testing.assert_allclose(written[..., 0], want[1], atol=1e-4)
     with pytest.raises(ValueError, match=r"\(B, 2, H, W\) tensor"):
         w.inferer(x[:, :1], w.network_def)
+    # run again: the folder exists now, and this run reports its own failure (not the first run's success)
+    with pytest.raises(SystemExit, match="cxreg inference: error: .*wf_out: output folder exists"):
+        w.run()
+
+
+def test_bare_inference_workflow_passes_check_properties_and_refuses_to_run(tmp_path, models):
+    """Model-zoo CI builds the workflow with no inputs: check_properties() must not end the process (the
+    evaluator is built over no pairs); running it is the one-line error."""
+    from monai.bundle import ConfigWorkflow
+
+    from .conftest import REPO
+
+    w = ConfigWorkflow(config_file=str(REPO / "configs" / "inference.json"), workflow_type="infer",
+                       meta_file=str(REPO / "configs" / "metadata.json"), logging_file=None,
+                       model_path=str(models / "reg.pt"), seg_model=str(models / "seg.pt"),
+                       output_dir=str(tmp_path / "never"))
+    w.initialize()
+    assert w.check_properties() == [] and w.dataset_dir is None
+    with pytest.raises(SystemExit, match="^cxreg inference: error: give --moving and --fixed, or --pairs_csv$"):
+        w.run()
+    assert not (tmp_path / "never").exists()
 
 
 def test_bundle_inference_options_are_checked_in_one_line(tmp_path, models):
