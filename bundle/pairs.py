@@ -78,10 +78,12 @@ def make_pairs(data_dir, to=None, masks=None, fixed_mask=None, use_masks: bool =
             raise InputError(f"{imgs[missing[0]]}: no mask with stem {missing[0]!r} in {masks} ({len(missing)} "
                              "image(s) without one)")
 
+    ab = os.path.abspath  # absolute, symbolic links kept as the user laid them out
+
     def row(mp: Path, fp: Path, mm: Path | None, fm: Path | None) -> dict:
-        r = {"moving": str(mp.resolve()), "fixed": str(fp.resolve())}
+        r = {"moving": ab(mp), "fixed": ab(fp)}
         if mm is not None or fm is not None:
-            r.update(moving_mask=str(mm.resolve()) if mm else "", fixed_mask=str(fm.resolve()) if fm else "")
+            r.update(moving_mask=ab(mm) if mm else "", fixed_mask=ab(fm) if fm else "")
         return r
 
     if fixed is not None:
@@ -99,7 +101,7 @@ def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
         raise InputError(f"{out}: file exists (use --overwrite to replace it)")
     if not out.parent.resolve().is_dir():
         raise InputError(f"{out}: output folder {out.parent} not found")
-    base = out.parent.resolve()
+    base = os.path.abspath(out.parent)
 
     def rel(p: str) -> str:
         if not p:
