@@ -295,18 +295,21 @@ def _itk_geometry(path: str | os.PathLike, shape):
 
 
 def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False,
-                  options: dict | None = None, metrics: dict | None = None) -> Path:
+                  options: dict | None = None, metrics: dict | None = None, fixed_img: np.ndarray | None = None,
+                  moving_img: np.ndarray | None = None) -> Path:
     """Write warped, ddf.nii.gz, jacobian.nii.gz, warped_mask.png, overlay.png, metrics.json atomically.
 
-    ``metrics``: :func:`metrics_of` the pair if the caller has it already (else computed here)."""
+    ``metrics``: :func:`metrics_of` the pair if the caller has it already (else computed here);
+    ``fixed_img`` / ``moving_img``: the images as :func:`bundle.io.load_image` read them, if the caller has them
+    (else read again here)."""
     import itk
 
     from .visualize import checkerboard, overlay, tile
 
     out = check_writable(out_dir, overwrite)
     with atomic_dir(out) as tmp:
-        fixed_img = load_image(fixed_path)
-        mov = load_image(moving_path)
+        fixed_img = load_image(fixed_path) if fixed_img is None else fixed_img
+        mov = load_image(moving_path) if moving_img is None else moving_img
         warped = res["warped"]
         fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
         mo, ms, md = _itk_geometry(moving_path, mov.shape)
@@ -419,7 +422,8 @@ class PairJob:
             opts = self.reg.options()
             if self.mask_labels and (fm is not None or mm is not None):
                 opts["mask_labels"] = list(self.mask_labels)
-            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=opts, metrics=met)
+            write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=opts, metrics=met,
+                          fixed_img=fixed, moving_img=moving)
             st = {"pair": name, "ok": True, "out": str(dest), **met}
         except InputError as e:
             if self.strict:
