@@ -370,15 +370,22 @@ def register_files(pairs: list[dict], out_dir, model=DEFAULT_MODEL, device="cpu"
 
     labels = parse_labels(mask_labels)
     check_writable(out_dir, overwrite or not check_out)
-    reg = registrar or Registrar(model, seg_model=seg_model, device=device, size=size, refine_steps=refine_steps,
-                                 fix_folds=fix_folds, refine_mask_weight=refine_mask_weight,
-                                 refine_distance_weight=refine_distance_weight)
-    if registrar is not None and fix_folds is not None:
-        reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
+    reg = _registrar(registrar, model, fix_folds, seg_model=seg_model, device=device, size=size,
+                     refine_steps=refine_steps, refine_mask_weight=refine_mask_weight,
+                     refine_distance_weight=refine_distance_weight)
     job = PairJob(reg, out_dir, overwrite=overwrite, single=single, strict=strict, mask_labels=labels)
     for pr in tqdm(pairs, desc="registering", unit="pair", disable=not progress):
         job(pr)
     return job.status
+
+
+def _registrar(registrar: Registrar | None, model, fix_folds: bool | None, **kw) -> Registrar:
+    """The given ``registrar`` (an explicit ``fix_folds`` wins over its own), else a new one of ``model``."""
+    if registrar is None:
+        return Registrar(model, fix_folds=fix_folds, **kw)
+    if fix_folds is not None:
+        registrar.fix_folds = fix_folds
+    return registrar
 
 
 class PairJob:
@@ -574,10 +581,7 @@ def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, outp
         pairs, single, missing = [], True, "give --moving and --fixed, or --pairs_csv"
     if missing is None:
         check_writable(output_dir, overwrite)
-    reg = registrar or Registrar(model, seg_model=seg_model, device=device, refine_steps=refine_steps,
-                                 fix_folds=fix_folds)
-    if registrar is not None and fix_folds is not None:
-        reg.fix_folds = fix_folds  # an explicit choice wins over the given registrar's
+    reg = _registrar(registrar, model, fix_folds, seg_model=seg_model, device=device, refine_steps=refine_steps)
     job = PairJob(reg, output_dir, overwrite=overwrite, single=single, strict=strict, mask_labels=mask_labels)
     loader = DataLoader(Dataset(pairs), batch_size=1, shuffle=False, num_workers=0, collate_fn=_one)
     try:
