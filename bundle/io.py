@@ -215,22 +215,23 @@ def load_mask(path: str | os.PathLike, labels=None) -> np.ndarray:
     arr = load_image(path)
     if labels is not None:
         labels = parse_labels(labels)
-        if not np.isin(arr, labels).any():
+        lung = np.isin(arr, labels)
+        if not lung.any():
             raise InputError(f"{path}: none of the mask labels {', '.join(map(str, labels))} is in this mask "
-                             f"(it has {_values(arr)})")
-        return np.isin(arr, labels).astype(np.uint8)
+                             f"(it has {_values(np.unique(arr))})")
+        return lung.astype(np.uint8)
     vals = np.unique(arr)
     top = float(vals[-1])
     if len(vals) <= 2:
         return ((arr > vals[0]) if len(vals) == 2 else np.full(arr.shape, top > 0)).astype(np.uint8)
     if len(vals) <= MAX_LABELS and np.all(vals == np.round(vals)):
-        raise InputError(f"{path}: mask has {len(vals)} values ({_values(arr)}), a label map: say which labels "
+        raise InputError(f"{path}: mask has {len(vals)} values ({_values(vals)}), a label map: say which labels "
                          f"are lung with --mask-labels (e.g. --mask-labels 1,2)")
     return (arr > top / 2).astype(np.uint8)
 
 
-def _values(arr: np.ndarray) -> str:
-    vals = np.unique(arr)
+def _values(vals: np.ndarray) -> str:
+    """The sorted distinct values ``vals`` (``np.unique``) as text, the first :data:`MAX_LABELS` of them."""
     return ", ".join(f"{v:g}" for v in vals[:MAX_LABELS]) + (", ..." if len(vals) > MAX_LABELS else "")
 
 
