@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import write_text_atomic
 from .refine import DEFAULT_MASK_WEIGHT
 
 __all__ = ["add_parser", "run_benchmark", "render_markdown", "bar_chart", "time_stats", "training_history",
@@ -672,10 +673,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     chart = bar_chart(res, out.parent / "img" / f"benchmark_{a.dataset}.png")
     command = "cxreg benchmark " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else None
     md = render_markdown(res, chart=os.path.relpath(chart, out.parent), command=command, note=a.note)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(md)
-    os.replace(tmp, out)
+    write_text_atomic(out, md)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     sp = res["speedup"]

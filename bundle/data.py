@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import InputError, load_image, load_mask
+from .io import InputError, load_image, load_mask, write_text_atomic
 from .spatial import resize_image, resize_mask
 
 __all__ = [
@@ -285,10 +285,7 @@ def write_split(output_dir, dataset: str, data_dir=None, val_fraction: float = 0
             raise InputError(f"{out}: holds a run on other data ({old.get('data_dir')}, "
                              f"{len(old.get('train', [])) + len(old.get('val', []))} images) that training would "
                              f"resume; give another --output_dir or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(info, indent=1))
     return path
 
 

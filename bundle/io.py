@@ -285,6 +285,35 @@ def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
 
 
 @contextmanager
+def atomic_file(dest: str | os.PathLike):
+    """Yield a temporary file path beside ``dest``; on success it is renamed onto ``dest``, on error it is removed.
+
+    The temporary name is hidden (``.<name>.XXXX<suffix>``) and keeps ``dest``'s suffix (``.nii.gz`` included), so
+    writers that choose the format by suffix still work; the finished file is readable by everyone (0644), as
+    outputs and weights are meant to be shared. A failed or interrupted write never leaves a half-written ``dest``.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if dest.name.lower().endswith(".nii.gz") else dest.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``dest`` through :func:`atomic_file`."""
+    with atomic_file(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(dest)
+
+
+@contextmanager
 def atomic_dir(dest: str | os.PathLike):
     """Yield a temporary folder beside ``dest``; on success it replaces ``dest``, on error it is removed.
 

@@ -23,7 +23,7 @@ import io
 import os
 from pathlib import Path
 
-from .io import InputError, stem
+from .io import InputError, stem, write_text_atomic
 
 __all__ = ["make_pairs", "write_pairs_csv", "add_parser"]
 
@@ -117,12 +117,9 @@ def write_pairs_csv(pairs: list[dict], out, overwrite: bool = False) -> Path:
     w.writeheader()
     for p in pairs:
         w.writerow({k: rel(p.get(k, "")) for k in cols})
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, out)
+        write_text_atomic(out, buf.getvalue())
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
     return out
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, load_image,
+from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, write_text_atomic, check_writable, first_line, is_dicom, is_nifti, load_image,
                  load_mask, parse_labels, save_image, stem)
 from .metrics import pair_metrics
 from .refine import DEFAULT_MASK_WEIGHT
@@ -211,12 +211,7 @@ def load_checked(path: str | os.PathLike) -> np.ndarray:
 
 def write_summary(out_dir: str | os.PathLike, status: list[dict], name: str = "summary.json") -> Path:
     """``out_dir/<name>`` (one status dict per pair), written to a temporary file and renamed."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(json.dumps(status, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / name)
-    return out / name
+    return write_text_atomic(Path(out_dir) / name, json.dumps(status, indent=2, ensure_ascii=False))
 
 
 def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=None, device="cpu", mask_labels=None,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-from .io import load_image, save_image, stem
+from .io import atomic_file, load_image, save_image, stem
 
 __all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "list_images", "INTENSITY_MODES",
            "equalize_histogram", "normalize_intensity"]
@@ -120,10 +119,8 @@ class SaveMaskd(MapTransform):
             m = torch.as_tensor(d[k]).detach().cpu()
             m = m.argmax(0) if m.shape[0] > 1 else m[0]
             out = self.output_dir / f"{stem(d[self.path_key])}.png"
-            fd, tmp = tempfile.mkstemp(suffix=".png", dir=self.output_dir)
-            os.close(fd)
-            save_image(tmp, (m.numpy() > 0.5).astype(np.uint8) * 255)
-            os.replace(tmp, out)
+            with atomic_file(out) as tmp:
+                save_image(tmp, (m.numpy() > 0.5).astype(np.uint8) * 255)
         return d
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, first_line, image_shape, is_nifti, load_image
+from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image
 
 __all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
@@ -152,28 +151,20 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
         res = np.clip(np.rint(res), 0, np.iinfo(dt).max).astype(dt)
     else:
         res = res.astype(np.float32)
-    suffix = ".nii.gz" if out.name.lower().endswith(".nii.gz") else out.suffix
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd_, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd_)
     try:
-        if suffix == ".png":
-            from PIL import Image
+        with atomic_file(out) as tmp:
+            if to_png:
+                from PIL import Image
 
-            Image.fromarray(res).save(tmp, format="PNG")
-        else:
-            im = itk.image_from_array(np.ascontiguousarray(res))
-            im.SetOrigin(fo.tolist())
-            im.SetSpacing(fs.tolist())
-            im.SetDirection(itk.matrix_from_array(fd))
-            itk.imwrite(im, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+                Image.fromarray(res).save(tmp, format="PNG")
+            else:
+                im = itk.image_from_array(np.ascontiguousarray(res))
+                im.SetOrigin(fo.tolist())
+                im.SetSpacing(fs.tolist())
+                im.SetDirection(itk.matrix_from_array(fd))
+                itk.imwrite(im, str(tmp))
     except OSError as e:
         raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out
 
 

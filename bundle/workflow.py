@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .io import InputError
+from .io import InputError, atomic_file
 
 __all__ = ["safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
            "first_reaching"]
@@ -78,13 +77,8 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
 
 def save_atomic(obj, dst: str | os.PathLike) -> str:
     """``torch.save`` to a temporary file beside ``dst``, then rename: no half-written weights file."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=dst.parent)
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; weights are meant to be shared
-    os.replace(tmp, dst)
+    with atomic_file(dst) as tmp:
+        torch.save(obj, tmp)
     return str(dst)
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bundle.io import InputError, load_image, load_mask, save_image, stem
+from bundle.io import InputError, atomic_file, load_image, load_mask, save_image, stem, write_text_atomic
 
 
 def _asym(h=7, w=11):
@@ -156,3 +156,21 @@ def test_a_missing_or_foreign_pairs_csv_is_a_one_line_error(tmp_path):
         read_pairs_csv(tmp_path / "pairs.csv")
     (tmp_path / "pairs.csv").write_text("moving,fixed,hd\nm1,f1,3.5\nm2,f1,4\n")
     assert read_pairs_csv(tmp_path / "pairs.csv")[("m2", "f1")]["hd"] == "4"
+
+
+def test_atomic_file_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path):
+    dest = tmp_path / "sub" / "out.nii.gz"
+    with atomic_file(dest) as tmp:
+        assert tmp.parent == dest.parent and tmp.name.startswith(".out.nii.gz.") and tmp.name.endswith(".nii.gz")
+        assert not dest.exists()  # nothing visible under the final name while writing
+        save_image(tmp, np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.testing.assert_array_equal(load_image(dest), np.arange(12).reshape(3, 4))
+    assert dest.stat().st_mode & 0o777 == 0o644
+    before = dest.read_bytes()
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_file(dest) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+    assert dest.read_bytes() == before  # the old file is untouched
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["out.nii.gz"]  # and no temporary file is left
+    assert write_text_atomic(tmp_path / "a.json", '{"é": 1}').read_text(encoding="utf-8") == '{"é": 1}'
