@@ -261,6 +261,14 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, f
         raise ValueError(f"{path}: unsupported output type (use .png, .nii or .nii.gz)")
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` or its nearest ancestor that exists (where a missing output folder would be created)."""
+    anc = Path(path)
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    return anc
+
+
 def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an output folder that exists and is not empty (unless ``overwrite``) or cannot be written.
 
@@ -271,9 +279,7 @@ def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
         raise InputError(f"{dest}: output path exists and is not a folder")
     if dest.is_dir() and any(dest.iterdir()) and not overwrite:
         raise InputError(f"{dest}: output folder exists (use --overwrite to replace it)")
-    anc = dest.parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
+    anc = nearest_existing(dest.parent)
     if not anc.is_dir():
         raise InputError(f"{dest}: output folder cannot be written ({anc} is not a folder)")
     try:

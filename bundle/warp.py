@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image
+from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image, nearest_existing
 
 __all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
@@ -79,9 +79,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and (out.is_dir() or not overwrite):
         raise InputError(f"{out}: output file exists" + (" and is a folder" if out.is_dir() else
                                                           " (use --overwrite to replace it)"))
-    anc = out.parent
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
+    anc = nearest_existing(out.parent)
     if not anc.is_dir() or not os.access(anc, os.W_OK):
         raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
 
