@@ -302,48 +302,51 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
     from .visualize import checkerboard, overlay, tile
 
     out = check_writable(out_dir, overwrite)
-    with atomic_dir(out) as tmp:
-        fixed_img = load_image(fixed_path) if fixed_img is None else fixed_img
-        mov = load_image(moving_path) if moving_img is None else moving_img
-        warped = res["warped"]
-        fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
-        mo, ms, md = _itk_geometry(moving_path, mov.shape)
+    try:
+        with atomic_dir(out) as tmp:
+            fixed_img = load_image(fixed_path) if fixed_img is None else fixed_img
+            mov = load_image(moving_path) if moving_img is None else moving_img
+            warped = res["warped"]
+            fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
+            mo, ms, md = _itk_geometry(moving_path, mov.shape)
 
-        def itk_on_fixed_grid(arr, name, **kw):  # origin, spacing and direction of the fixed image
-            im = itk.image_from_array(arr, **kw)
-            im.SetOrigin(fo.tolist())
-            im.SetSpacing(fs.tolist())
-            im.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
-            itk.imwrite(im, str(tmp / name))
+            def itk_on_fixed_grid(arr, name, **kw):  # origin, spacing and direction of the fixed image
+                im = itk.image_from_array(arr, **kw)
+                im.SetOrigin(fo.tolist())
+                im.SetSpacing(fs.tolist())
+                im.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
+                itk.imwrite(im, str(tmp / name))
 
-        if is_nifti(moving_path) or is_dicom(moving_path):  # DICOM in -> NIfTI out (grey values kept)
-            itk_on_fixed_grid(np.ascontiguousarray(warped, dtype=np.float32), "warped.nii.gz")
-        else:
-            dt = np.uint16 if mov.max() > 255 else np.uint8
-            save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
-        # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
-        h, w = fixed_img.shape
-        # float32 throughout (memory: a 2048x2048 fixed image needs 32 MiB per (H, W, 2) array)
-        rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
-        idx_f = np.stack([cc, rr], -1)  # (x, y) index
-        del rr, cc
-        idx_m = idx_f + np.stack([res["ddf"][1], res["ddf"][0]], -1)
-        f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-        vec_arr = (f32(mo) + (idx_m * f32(ms)) @ f32(md).T) - (f32(fo) + (idx_f * f32(fs)) @ f32(fd).T)
-        del idx_f, idx_m
-        itk_on_fixed_grid(vec_arr, "ddf.nii.gz", is_vector=True)
-        itk_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
-        save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
-        f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped
-        ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
-        tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
-             [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
-        if metrics is None:
-            metrics = metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))
-        info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics}
-        if options:
-            info["options"] = options
-        (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
+            if is_nifti(moving_path) or is_dicom(moving_path):  # DICOM in -> NIfTI out (grey values kept)
+                itk_on_fixed_grid(np.ascontiguousarray(warped, dtype=np.float32), "warped.nii.gz")
+            else:
+                dt = np.uint16 if mov.max() > 255 else np.uint8
+                save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
+            # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
+            h, w = fixed_img.shape
+            # float32 throughout (memory: a 2048x2048 fixed image needs 32 MiB per (H, W, 2) array)
+            rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
+            idx_f = np.stack([cc, rr], -1)  # (x, y) index
+            del rr, cc
+            idx_m = idx_f + np.stack([res["ddf"][1], res["ddf"][0]], -1)
+            f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+            vec_arr = (f32(mo) + (idx_m * f32(ms)) @ f32(md).T) - (f32(fo) + (idx_f * f32(fs)) @ f32(fd).T)
+            del idx_f, idx_m
+            itk_on_fixed_grid(vec_arr, "ddf.nii.gz", is_vector=True)
+            itk_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
+            save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
+            f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped
+            ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
+            tile([[ov, checkerboard(torch.from_numpy(f01), torch.from_numpy(w01))]],
+                 [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
+            if metrics is None:
+                metrics = metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))
+            info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics}
+            if options:
+                info["options"] = options
+            (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
+    except OSError as e:  # a full disk, a folder gone read-only: the old outputs stay, nothing half-written
+        raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
     return out
 
 

@@ -105,7 +105,24 @@ def test_bad_inputs_give_one_line_and_no_csv(tmp_path, capsys, case, msg):
     err = capsys.readouterr().err.strip()
     assert err == "cxreg pairs: error: " + msg.format(d=tmp_path)
     assert (out.read_text() == "mine") if case == "exists" else not out.exists()
-    assert not list(tmp_path.glob(".out.csv.tmp"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_failed_write_keeps_the_old_csv_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    d = _folder(tmp_path / "data")
+    out = tmp_path / "out.csv"
+    out.write_text("mine")
+
+    def full(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pathlib.Path.write_text", full)
+    capsys.readouterr()
+    assert main(["pairs", str(d), "--out", str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"cxreg pairs: error: {out}: cannot be written (No space left on device)"
+    monkeypatch.undo()
+    assert out.read_text() == "mine" and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_overwrite_replaces_and_a_folder_is_refused(tmp_path):

@@ -108,6 +108,20 @@ def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
                  "--model_path", str(models / "reg.pt"), "--seg_model", str(models / "seg.pt"), cwd=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
                                                       "warped.png", "warped_mask.png"]
+    # and the same values as cxreg register on the pair (Fire hands the options over as strings)
+    ref = tmp_path / "cli_out"
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(ref)) == 0
+    import nibabel as nib
+
+    a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
+    assert np.abs(b).max() > 0.1  # the untrained toy model does move pixels, so the comparison means something
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    for name in ("warped.png", "warped_mask.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(ref / name)))
+    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in (out, ref))
+    assert {k: v for k, v in ma.items() if k != "options"} == {k: v for k, v in mb.items() if k != "options"}
+    assert {k: v for k, v in ma["options"].items() if k not in ("model", "seg_model")} == {
+        k: v for k, v in mb["options"].items() if k not in ("model", "seg_model")}
 
 
 def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
@@ -139,6 +153,20 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     w.run()
     assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
                                                       "warped.png", "warped_mask.png"]
+    # and the same values as cxreg register on the pair (Fire hands the options over as strings)
+    ref = tmp_path / "cli_out"
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(ref)) == 0
+    import nibabel as nib
+
+    a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
+    assert np.abs(b).max() > 0.1  # the untrained toy model does move pixels, so the comparison means something
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    for name in ("warped.png", "warped_mask.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(ref / name)))
+    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in (out, ref))
+    assert {k: v for k, v in ma.items() if k != "options"} == {k: v for k, v in mb.items() if k != "options"}
+    assert {k: v for k, v in ma["options"].items() if k not in ("model", "seg_model")} == {
+        k: v for k, v in mb["options"].items() if k not in ("model", "seg_model")}
     moving, fixed = load_image(d / "moving.png"), load_image(d / "fixed.png")
     x = torch.from_numpy(np.stack([moving, fixed]))[None].repeat(2, 1, 1, 1)
     ddf = w.inferer(x, w.network_def)

@@ -125,6 +125,24 @@ def test_register_refuses_bad_input_in_one_line(capsys, tmp_path, models, bad, c
     assert not out.exists() and not list(tmp_path.glob(".out.*"))  # nothing half-written
 
 
+def test_a_failed_write_keeps_the_old_output_folder(capsys, tmp_path, models, bad, monkeypatch):
+    """A disk that fills up while the outputs are written: one line, exit 1, the previous results (replaced with
+    --overwrite) untouched and no temporary folder left."""
+    out = tmp_path / "out"
+    args = [str(bad / "moving.png"), str(bad / "fixed.png"), "--out", str(out)]
+    assert _register(capsys, models, *args)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("bundle.register.save_image", full)
+    rc, _, err = _register(capsys, models, *args, "--overwrite")
+    assert rc == 1 and err.strip() == f"cxreg register: error: {out}: cannot be written (No space left on device)"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_debug_shows_the_traceback(bad, models, tmp_path):
     with pytest.raises(Exception, match="file is empty"):
         main(["--debug", "register", str(bad / "empty.png"), str(bad / "fixed.png"), "--out", str(tmp_path / "o"),

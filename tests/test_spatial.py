@@ -107,6 +107,19 @@ def test_compose_translations_add():
     torch.testing.assert_close(c[:, 1], torch.full((1, 16, 16), 2.0))
 
 
+def test_compose_order_matters_a_scaling_then_a_translation():
+    """``compose_ddf(first, second)(p) = second(p) + first(p + second(p))``: with a linear ``first`` (a 10 % scaling
+    about the centre) and a constant ``second`` (2 px along columns) the two orders differ by 0.1 * 2 = 0.2 px."""
+    g = identity_grid((32, 32)) - 15.5
+    first = 0.1 * g
+    second = torch.zeros(1, 2, 32, 32)
+    second[:, 1] = 2.0
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the border, where the sampling clamps
+    torch.testing.assert_close(compose_ddf(first, second)[inner], (second + 0.1 * (g + second))[inner])
+    torch.testing.assert_close(compose_ddf(second, first)[inner], (first + second)[inner])
+    assert (compose_ddf(first, second) - compose_ddf(second, first))[inner][:, 1].sub(0.2).abs().max() < 1e-5
+
+
 def test_bad_field_shape():
     with pytest.raises(ValueError):
         warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4))
