@@ -81,11 +81,40 @@ def test_failure_leaves_no_output(toy_data, tmp_path):
     assert list((tmp_path / "res").iterdir()) == []
 
 
-def test_cli_help_lists_subcommands():
+def test_cli_help_lists_subcommands_and_version():
     r = subprocess.run([sys.executable, "-m", "bundle.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
-    for cmd in ("evaluate", "prepare-data", "info"):
-        assert cmd in r.stdout
+    body = r.stdout.split("  COMMAND\n", 1)[1].split("\noptions:", 1)[0]
+    listed = [ln.split()[0] for ln in body.splitlines() if ln.startswith("    ") and not ln.startswith("      ")]
+    assert sorted(listed) == sorted(["evaluate", "register", "pairs", "warp", "export", "benchmark", "prepare-data",
+                                     "info"])
+    from bundle import __version__
+
+    r = subprocess.run([sys.executable, "-m", "bundle.cli", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == f"cxreg {__version__}"
+
+
+def test_info_lists_the_datasets_and_their_splits(tmp_path, capsys):
+    from bundle import __version__
+
+    from .conftest import make_dataset
+
+    make_dataset(tmp_path, "JSRT", n=3, size=32)
+    make_dataset(tmp_path, "SHEN", n=4, size=32)
+    capsys.readouterr()
+    assert main(["info", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"cxreg {__version__}; data: {tmp_path}", "  JSRT: train 3, test 3",
+                                                   "  SHEN: train 4, test 4"]
+
+
+def test_spacing_turns_the_distances_into_millimetres(toy_data, tmp_path):
+    """``--spacing 0.5``: HD and ASSD are half the pixel values, DSC and JAC unchanged, units say mm."""
+    px = evaluate("identity", "TOY", tmp_path / "px", data_dir=toy_data, size=64, progress=False)
+    mm = evaluate("identity", "TOY", tmp_path / "mm", data_dir=toy_data, size=64, progress=False, spacing=(0.5, 0.5))
+    assert px["units"] == "pixels" and mm["units"] == "mm"
+    assert px["metrics"]["hd"]["mean"] > 1  # the toy pairs do differ
+    for k, f in (("hd", 0.5), ("assd", 0.5), ("dsc", 1.0), ("jac", 1.0)):
+        assert mm["metrics"][k]["mean"] == pytest.approx(f * px["metrics"][k]["mean"], rel=1e-6), k
 
 
 def test_cli_evaluate_and_errors(toy_data, tmp_path, capsys):
