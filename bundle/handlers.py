@@ -7,6 +7,9 @@
 - :class:`StopOnNonFinite` stops training at the first NaN/Inf loss (or non-finite weights at the end of an
   epoch) with one clear message naming the iteration; nothing after that point is saved or exported, so the
   newest checkpoint on disk is the last good one.
+- :class:`ValidationHandler` is MONAI's ``ValidationHandler`` that also validates after the last epoch when that
+  epoch was not a multiple of ``interval``: a short run (``--max_epochs 2`` with ``val_interval`` 5, a quick
+  fine-tune) still validates, keeps its best weights and exports them, instead of failing at the end.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 
 import torch
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
+from monai.handlers import ValidationHandler as _MonaiValidationHandler
 
-__all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "first_loss"]
+__all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "ValidationHandler", "first_loss"]
 
 
 class _SaveThenRemove:
@@ -134,3 +138,21 @@ class StopOnNonFinite:
             self.logger.error(str(e))
             raise SystemExit(f"cxreg training: error: {e}")
         raise e
+
+
+class ValidationHandler(_MonaiValidationHandler):
+    """MONAI's ``ValidationHandler`` (every ``interval`` epochs), plus one validation when training completes on
+    an epoch that was not validated. Only after a finished run (``epoch == max_epochs``): a run stopped early
+    (:class:`StopOnNonFinite`, a kill) is not validated again."""
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        super().attach(engine)
+        if self.epoch_level:
+            engine.add_event_handler(Events.COMPLETED, self._after_last_epoch)
+
+    def _after_last_epoch(self, engine) -> None:
+        st = engine.state
+        if st.epoch == st.max_epochs and st.epoch % self.interval:
+            self(engine)

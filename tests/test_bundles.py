@@ -39,9 +39,13 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     cfg = REPO / "configs" / name
     out, model = tmp_path / "run", tmp_path / f"{name}.pt"
     common = ["--dataset", "TOY", "--data_dir", str(toy), "--output_dir", str(out), "--model_path", str(model)]
+    # 2 epochs with val_interval 3: validated (and exported) once, after the last epoch
     log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "2",
-                       "--val_interval", "1", "--num_workers", "0", *extra, cwd=tmp_path)
+                       "--val_interval", "3", "--num_workers", "0", *extra, cwd=tmp_path)
     assert "val_mean_dice" in log and model.is_file()
+    import json
+
+    assert [h["epoch"] for h in json.loads((out / "summary.json").read_text())["history"]] == [2]
     sd = torch.load(model, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in sd.values())
     assert list(out.glob("checkpoint_epoch=2.pt")) and list(out.glob("events.out.tfevents.*"))
@@ -49,10 +53,8 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "3",
                        "--val_interval", "1", "--num_workers", "0", *extra, cwd=tmp_path)
     assert "Restored all variables" in log and "Epoch[3] Complete" in log and "Epoch[1] Complete" not in log
-    import json
-
     summary = json.loads((out / "summary.json").read_text())  # the validation history survives the resume
-    assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [2, 3]
     assert all(0 <= h["metric"] <= 1 for h in summary["history"])
 
     # inference on a PNG and a NIfTI of another size: masks come back on the input grid
@@ -185,8 +187,8 @@ def test_registration_bundle_train_resume_and_evaluate(toy, tmp_path):
     args = ["run", "training", "--config_file", str(cfg), "--dataset", "TOY", "--data_dir", str(toy),
             "--output_dir", str(out), "--model_path", str(model), "--seg_model", "truth", "--lambda_ae", "0",
             "--attention", "False", "--work_size", "32", "--batches_per_epoch", "3", "--batch_size", "4",
-            "--val_pairs", "4", "--val_fraction", "0.34", "--val_interval", "1", "--num_workers", "0"]
-    log = monai_bundle(*args, "--max_epochs", "1", cwd=tmp_path)
+            "--val_pairs", "4", "--val_fraction", "0.34", "--val_interval", "2", "--num_workers", "0"]
+    log = monai_bundle(*args, "--max_epochs", "1", cwd=tmp_path)  # fewer epochs than val_interval: validated at the end
     assert "val_mean_dice" in log and "val_folds" in log and model.is_file()
     ck = torch.load(model, weights_only=True)
     assert ck["settings"]["work_size"] == 32 and ck["settings"]["attention"] is False
@@ -205,6 +207,10 @@ def test_registration_bundle_train_resume_and_evaluate(toy, tmp_path):
                  "--out", str(res), "--quiet", "--device", "cpu"]) == 0
     s = json.loads((res / "summary.json").read_text())
     assert s["n_pairs"] == 30 and 0 < s["metrics"]["dsc"]["mean"] <= 1
+    import csv
+
+    rows = list(csv.DictReader((res / "pairs.csv").open()))
+    assert len(rows) == 30 and s["metrics"]["dsc"]["mean"] == pytest.approx(np.mean([float(r["dsc"]) for r in rows]))
     from bundle import __version__
 
     assert s["options"] == {"method": "ours", "model": str(model), "seg_model": "(the model's own)", "refine": 0,
