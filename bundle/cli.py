@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(a, "device", None) is not None:
+            from .workflow import check_device
+
+            check_device(a.device)
         return a.func(a)
     except KeyboardInterrupt:
         print("cxreg: interrupted", file=sys.stderr)

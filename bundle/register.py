@@ -77,7 +77,9 @@ class Registrar:
                  refine_mask_weight: float = DEFAULT_MASK_WEIGHT, refine_distance_weight: float = 0.0):
         from .priors import load_segmentation
         from .registration import load_registration
+        from .workflow import check_device
 
+        check_device(device)  # before the weights are mapped onto it
         net, settings = load_registration(model, device)
         from .priors import shipped_name
 
@@ -89,7 +91,9 @@ class Registrar:
     def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None,
                refine_mask_weight=DEFAULT_MASK_WEIGHT, refine_distance_weight=0.0) -> None:
         from .registration import RegSettings
+        from .workflow import check_device
 
+        check_device(device)
         self.net = net.to(device).eval()
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()

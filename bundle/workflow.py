@@ -10,10 +10,30 @@ from pathlib import Path
 
 import torch
 
-from .io import InputError, atomic_file
+from .io import InputError, atomic_file, first_line
 
-__all__ = ["safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
+__all__ = ["check_device", "safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
            "first_reaching"]
+
+
+def check_device(device) -> str:
+    """``device`` ("cpu", "cuda", "cuda:1", a ``torch.device``) as text, or a one-line :class:`InputError` when
+    torch does not know it or it is not on this machine (asked for CUDA without a usable GPU, or a GPU index
+    beyond those present)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device}: not a device (use cpu or cuda)") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available on this machine (torch "
+                             f"{torch.__version__}{'' if torch.version.cuda else ', a build without CUDA'}); "
+                             f"use --device cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif d.type != "cpu":
+        raise InputError(f"--device {device}: not supported (use cpu or cuda)")
+    return str(device)
 
 
 def safe_load(path: str | os.PathLike, map_location="cpu"):
@@ -27,7 +47,7 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
         if "Weights only load failed" in str(e):
             raise InputError(f"{p}: refused: the checkpoint holds Python objects other than tensors (cxreg loads "
                              "weights with torch.load(weights_only=True))") from None
-        raise InputError(f"{p}: not a PyTorch checkpoint ({type(e).__name__})") from None
+        raise InputError(f"{p}: not a PyTorch checkpoint ({type(e).__name__}: {first_line(e, 120)})") from e
 
 
 def load_weights(path: str | os.PathLike, map_location="cpu") -> dict:

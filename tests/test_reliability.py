@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from bundle.cli import main
-from bundle.io import MAX_SIDE, MIN_SIDE, save_image
+from bundle.io import MAX_SIDE, MIN_SIDE, InputError, save_image
 
 from .conftest import REPO, lung_mask, make_dataset
 
@@ -141,6 +141,27 @@ def test_a_failed_write_keeps_the_old_output_folder(capsys, tmp_path, models, ba
     assert rc == 1 and err.strip() == f"cxreg register: error: {out}: cannot be written (No space left on device)"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("cmd", ["register", "evaluate"])
+@pytest.mark.parametrize("device,msg", [
+    ("cuda", "--device cuda: no CUDA GPU is available on this machine"),
+    ("gpu", "--device gpu: not a device (use cpu or cuda)"),
+    ("meta", "--device meta: not supported (use cpu or cuda)"),
+])
+def test_an_unusable_device_is_named_before_anything_loads(capsys, tmp_path, models, bad, cmd, device, msg):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    args = ([str(bad / "moving.png"), str(bad / "fixed.png")] if cmd == "register" else ["--dataset", "JSRT"])
+    assert main([cmd, *args, "--out", str(out), "--device", device]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"cxreg {cmd}: error: {msg}") and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    from bundle.register import Registrar  # the Python API and the bundle's inference check it too
+
+    with pytest.raises(InputError, match="--device gpu: not a device"):
+        Registrar(models / "reg.pt", seg_model=models / "seg.pt", device="gpu")
 
 
 def test_debug_shows_the_traceback(bad, models, tmp_path):
