@@ -71,7 +71,8 @@ def _cmd_evaluate(a) -> int:
 
 
 def read_pairs_csv(path) -> list[dict]:
-    """Rows of a pairs CSV (moving,fixed[,moving_mask,fixed_mask]); relative paths are relative to the CSV."""
+    """Rows of a pairs CSV (moving,fixed[,moving_mask,fixed_mask], any case); relative paths are relative to the
+    CSV; each row gets its output folder ``name`` (:func:`bundle.register.pair_names`)."""
     import csv
     from pathlib import Path
 
@@ -84,9 +85,9 @@ def read_pairs_csv(path) -> list[dict]:
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh, skipinitialspace=True)
-            cols = {(c or "").strip() for c in (reader.fieldnames or [])}
+            cols = {(c or "").strip().lower() for c in (reader.fieldnames or [])}  # Moving,Fixed too
             for r in reader:  # csv skips blank lines; line_num is the file line of this row
-                rows.append((reader.line_num, {(k or "").strip(): v for k, v in r.items()}))
+                rows.append((reader.line_num, {(k or "").strip().lower(): v for k, v in r.items()}))
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{p}: not a UTF-8 CSV file ({str(e).splitlines()[0][:120]})") from None
     if not {"moving", "fixed"} <= cols:
@@ -104,6 +105,10 @@ def read_pairs_csv(path) -> list[dict]:
             pairs.append(d)
     if not pairs:
         raise InputError(f"{p}: no pairs in this file")
+    from .register import pair_names
+
+    for pr, name in zip(pairs, pair_names(pairs)):  # before any --shard, so every shard names a pair alike
+        pr["name"] = name
     return pairs
 
 

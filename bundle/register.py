@@ -390,12 +390,34 @@ def _registrar(registrar: Registrar | None, model, fix_folds: bool | None, **kw)
     return registrar
 
 
+def pair_names(pairs: list[dict]) -> list[str]:
+    """The output folder of each pair: ``<moving stem>__<fixed stem>``; when two different pairs would share one
+    (the same file names in different folders, as DICOM exports have), the later ones get ``__2``, ``__3``, ...
+    in list order, so no pair overwrites another. ``summary.json`` records each folder's moving and fixed paths."""
+    names, used = [], set()
+    for pr in pairs:
+        names.append(_free_name(pr, used))
+        used.add(names[-1])
+    return names
+
+
+def _free_name(pr: dict, used: set) -> str:
+    base = f"{stem(pr['moving'])}__{stem(pr['fixed'])}"
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base}__{k}"
+    return name
+
+
 class PairJob:
     """Registers one pair dict (moving, fixed[, moving_mask, fixed_mask]) and writes its output folder: the
     step of :func:`register_files` and of the bundle's inference evaluator (:func:`inference_evaluator`).
 
     Each image is loaded and its lung mask predicted once (cached across pairs). A pair's folder is
     ``<moving stem>__<fixed stem>`` under ``out_dir`` (``out_dir`` itself when ``single``), written atomically.
+    A pair dict's ``name`` (:func:`pair_names`, set by the pairs-CSV reader before any sharding) names its folder;
+    without one, a name already used in this job gets the next free ``__2``, ``__3`` suffix.
     A failing pair gives ``{"pair", "ok": False, "error": <one line>}`` (raised instead when ``strict``).
     Every status is appended to ``self.status`` and returned. ``mask_labels``: which values of label-map
     masks are lung (:func:`bundle.io.load_mask`; recorded in the pair's ``metrics.json`` options).
@@ -407,6 +429,7 @@ class PairJob:
         self.mask_labels = parse_labels(mask_labels)
         self.cache: dict = {}
         self.status: list[dict] = []
+        self.used: set[str] = set()
 
     def image(self, path):
         if path not in self.cache:
@@ -416,7 +439,8 @@ class PairJob:
         return self.cache[path]
 
     def __call__(self, pr: dict) -> dict:
-        name = f"{stem(pr['moving'])}__{stem(pr['fixed'])}"
+        name = pr.get("name") or _free_name(pr, self.used)
+        self.used.add(name)
         try:
             fixed, f_lung = self.image(pr["fixed"])
             moving, m_lung = self.image(pr["moving"])
@@ -433,7 +457,8 @@ class PairJob:
                 opts["mask_labels"] = list(self.mask_labels)
             write_outputs(res, dest, pr["fixed"], pr["moving"], overwrite=self.overwrite, options=opts, metrics=met,
                           fixed_img=fixed, moving_img=moving)
-            st = {"pair": name, "ok": True, "out": str(dest), **met}
+            st = {"pair": name, "ok": True, "out": str(dest), "moving": str(pr["moving"]), "fixed": str(pr["fixed"]),
+                  **met}
         except InputError as e:
             if self.strict:
                 raise

@@ -39,7 +39,8 @@ def test_all_ordered_pairs_with_masks_round_trip(tmp_path, capsys):
     assert lines[1] == "../data/images/p0.png,../data/images/p1.png,../data/masks/p0.png,../data/masks/p1.png"
     got = read_pairs_csv(out)  # what cxreg register --pairs reads: the same files, absolute
     want = make_pairs(d)
-    assert len(got) == 6 and [Path(g[k]).resolve() for g in got for k in g] == [Path(w[k]) for w in want for k in w]
+    assert len(got) == 6 and [Path(g[k]).resolve() for g, w in zip(got, want) for k in w] == [Path(w[k]) for w in want for k in w]
+    assert [g["name"] for g in got] == [f"{Path(w['moving']).stem}__{Path(w['fixed']).stem}" for w in want]
     assert {(Path(g["moving"]).stem, Path(g["fixed"]).stem) for g in got} == \
         {(f"p{a}", f"p{b}") for a in range(3) for b in range(3) if a != b}
     assert all(Path(g["moving_mask"]).stem == Path(g["moving"]).stem for g in got)

@@ -287,6 +287,30 @@ def test_batch_csv_blank_duplicate_unicode_and_a_bad_pair(capsys, tmp_path, mode
     assert rc == 1 and "output folder exists" in err
 
 
+def test_same_file_names_in_different_folders_get_their_own_output_folders(capsys, tmp_path, models, bad):
+    """Two moving images called x.png (two patients' exports) onto one fixed image: the second pair's folder is
+    x__fixed__2 (not a refusal, and with --overwrite not a silent replacement of the first), the same in every
+    shard, and summary.json says which input each folder holds; the header may be in any case."""
+    for sub in ("p1", "p2"):
+        (bad / sub).mkdir(exist_ok=True)
+    shutil.copy(bad / "moving.png", bad / "p1" / "x.png")
+    shutil.copy(bad / "rgb.png", bad / "p2" / "x.png")
+    csv = bad / "same_names.csv"
+    csv.write_text("Moving,Fixed\np1/x.png,fixed.png\np2/x.png,fixed.png\n")
+    out = tmp_path / "batch"
+    rc, stdout, _ = _register(capsys, models, "--pairs", str(csv), "--out", str(out))
+    assert rc == 0 and "2 of 2 pairs registered" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(s["pair"], s["moving"]) for s in summary] == [("x__fixed", str(bad / "p1" / "x.png")),
+                                                           ("x__fixed__2", str(bad / "p2" / "x.png"))]
+    a, b = (json.loads((out / n / "metrics.json").read_text())["moving"] for n in ("x__fixed", "x__fixed__2"))
+    assert (a, b) == (str(bad / "p1" / "x.png"), str(bad / "p2" / "x.png"))
+    shards = tmp_path / "shards"
+    for i in (0, 1):
+        assert _register(capsys, models, "--pairs", str(csv), "--out", str(shards), "--shard", f"{i}/2")[0] == 0
+    assert sorted(p.name for p in shards.iterdir() if p.is_dir()) == ["x__fixed", "x__fixed__2"]
+
+
 @pytest.mark.parametrize("text,msg", [
     ("moving,target\na.png,b.png\n", "needs the columns moving,fixed (found ['moving', 'target'])"),
     ("", "needs the columns moving,fixed (found [])"),
