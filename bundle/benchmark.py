@@ -632,10 +632,12 @@ def bar_chart(res: dict, path: str | os.PathLike) -> Path:
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_parser(sub) -> None:
     """Register the ``benchmark`` sub-command on the ``cxreg`` sub-parsers."""
+    from .cli import whole
+
     p = sub.add_parser("benchmark", help="time ours against elastix and ANTs SyN, and training throughput; "
                        "writes a Markdown report and a bar chart")
     p.add_argument("--dataset", default="JSRT", help="data set whose test split is registered (JSRT | MONT | SHEN)")
-    p.add_argument("--pairs", type=int, default=20, help="seeded ordered test pairs timed per method at batch 1")
+    p.add_argument("--pairs", type=whole(1), default=20, help="seeded ordered test pairs timed per method at batch 1")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown report; the chart goes to "
                    "<out dir>/img/benchmark_<DATASET>.png")
     p.add_argument("--data-dir", default=None)
@@ -645,11 +647,11 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="elastix,syn", help="classical methods to time (comma list; '' for none)")
-    p.add_argument("--train-iters", type=int, default=20, help="timed training iterations per bundle")
+    p.add_argument("--train-iters", type=whole(1), default=20, help="timed training iterations per bundle")
     p.add_argument("--no-training", action="store_true", help="skip the training throughput")
-    p.add_argument("--profile-pairs", type=int, default=5, help="pairs profiled with cProfile")
+    p.add_argument("--profile-pairs", type=whole(0), default=5, help="pairs profiled with cProfile")
     p.add_argument("--runs-dir", default=None, help="where training runs are (default: <repo>/runs)")
-    p.add_argument("--refine", type=int, default=0, help="time ours with this many test-time refinement steps per "
+    p.add_argument("--refine", type=whole(0), default=0, help="time ours with this many test-time refinement steps per "
                    "pair (0 = off)")
     p.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the refinement's "
                    "lung-mask term (as cxreg register; default %(default)g)")

@@ -173,23 +173,61 @@ def _cmd_info(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``cxreg register: error: argument --refine: ...``, exit status 2) instead
+    of the usage block; every subcommand's parser is one of these."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def whole(lo: int):
+    """argparse type: a whole number >= ``lo``."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, not {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, not {v}")
+        return v
+
+    parse.__name__ = f"whole number >= {lo}"
+    return parse
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, not {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .refine import DEFAULT_MASK_WEIGHT
 
-    p = argparse.ArgumentParser(prog="cxreg", description="Deformable registration of 2D chest X-rays (MONAI bundles).")
+    p = _Parser(prog="cxreg", description="Deformable registration of 2D chest X-rays (MONAI bundles).")
     p.add_argument("--version", action="version", version=f"cxreg {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     e = sub.add_parser("evaluate", help="register ordered test pairs with a method and write metrics")
-    e.add_argument("--method", default="identity", help="identity | elastix | syn | ours")
+    e.add_argument("--method", default="identity", type=str.lower, choices=["identity", "elastix", "syn", "ours"],
+                   help="identity (no registration; the default) | elastix | syn | ours")
     e.add_argument("--model", default=None, help="ours: JSRT|MONT|SHEN|universal or a registration model file (default: --dataset)")
     e.add_argument("--seg-model", default=None, help="ours: segmentation model for the lung masks (default: --model); "
                    "universal256 = the universal model at 256 x 256 (more accurate, ~2x slower lung masks); A+B averages "
                    "two models, e.g. JSRT+universal; a trailing @tta averages 5 shifted passes, e.g. JSRT256@tta; truth = the true "
                    "masks (oracle)")
-    e.add_argument("--refine", type=int, default=0, help="ours: test-time refinement steps per pair (0 = off)")
-    e.add_argument("--refine-size", type=int, default=128, help="ours: grid of the refinement (pixels)")
+    e.add_argument("--refine", type=whole(0), default=0, help="ours: test-time refinement steps per pair (0 = off)")
+    e.add_argument("--refine-size", type=whole(8), default=128, help="ours: grid of the refinement (pixels)")
     e.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="ours: weight of the "
                    "lung-mask overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, "
                    "1 before 0.5.3)")
@@ -200,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
     e.add_argument("--split", default="test")
     e.add_argument("--data-dir", default=None, help="data directory (default ../shared/data or $CXREG_DATA_DIR)")
-    e.add_argument("--max-pairs", type=int, default=None, help="seeded sample of this many ordered pairs")
+    e.add_argument("--max-pairs", type=whole(1), default=None, help="seeded sample of this many ordered pairs")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm (distances in mm)")
+    e.add_argument("--spacing", type=positive, default=None, help="pixel spacing in mm (distances in mm)")
     e.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -225,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-labels", default=None, help="which values of label-map masks are lung, e.g. 1,2 (left "
                    "and right lung of a 0/1/2/3 map); without it a mask with one or two values is lung where it has "
                    "the higher one, one with 3-8 values is refused, a soft mask is lung above half its maximum")
-    g.add_argument("--refine", type=int, default=0, help="test-time refinement steps (0 = off)")
+    g.add_argument("--refine", type=whole(0), default=0, help="test-time refinement steps (0 = off)")
     g.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
                    "overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, 1 before "
                    "0.5.3)")
@@ -243,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True, choices=["JSRT", "MONT", "SHEN"])
     r.add_argument("--source", required=True, help="folder of the official download")
     r.add_argument("--out", required=True, help="data directory to write <out>/<DATASET>/{images,masks}")
-    r.add_argument("--size", type=int, default=256)
+    r.add_argument("--size", type=whole(32), default=256)
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=_cmd_prepare)
 

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .data import load_split, resolve_data_dir, sample_pairs
-from .io import atomic_dir, check_writable
+from .io import atomic_dir, check_writable, json_ready
 from .metrics import pair_metrics, summarise
 from .spatial import warp
 
@@ -127,10 +127,15 @@ def evaluate(
     ``overwrite=False`` (``cxreg evaluate`` without ``--overwrite``) refuses an ``out`` that exists and is not
     empty; the Python default replaces it, as the scripts that rerun documented results expect.
     """
+    if max_pairs is not None and (isinstance(max_pairs, bool) or int(max_pairs) != max_pairs or max_pairs < 1):
+        raise ValueError(f"max_pairs must be a whole number >= 1 (or None for all pairs), not {max_pairs!r}")
+    if spacing is not None and not all(np.isfinite(v) and v > 0 for v in spacing):
+        raise ValueError(f"spacing must be two numbers > 0 (mm per row, per column), not {spacing!r}")
     check_writable(out, overwrite)
     if method_fn is None:
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+            raise ValueError(f"unknown method {method!r}; choose from {sorted([*METHODS, 'ours'])} ('ours' through "
+                             f"cxreg evaluate --method ours, or method_fn=bundle.registration.OursMethod(...))")
         method_fn, default_bs = METHODS[method]
         batch_size = batch_size or default_bs
     batch_size = batch_size or getattr(method_fn, "batch_size", 1)
@@ -193,7 +198,7 @@ def evaluate(
             from . import __version__
 
             summary["options"] = dict(options, version=__version__)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        (tmp / "summary.json").write_text(json.dumps(json_ready(summary), indent=2))
         header = "| Dataset | Method | DSC | HD | ASSD | JAC | pairs |\n|---|---|---|---|---|---|---|\n"
         (tmp / "table.md").write_text(header + table_row(summary, method) + "\n")
     return summary

@@ -941,6 +941,8 @@ def _cmd_export(a) -> int:
 
 def add_parser(sub) -> None:
     """Register the ``export`` sub-command on the ``cxreg`` sub-parsers."""
+    from .cli import whole
+
     p = sub.add_parser("export", help="write standalone MONAI bundles (zip) that run without cxreg installed")
     p.add_argument("--bundle", required=True, choices=[*KINDS, "all"])
     p.add_argument("--dataset", required=True, help="JSRT | MONT | SHEN | universal | all")
@@ -949,7 +951,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="weights file instead of models/<bundle>_<dataset>.pt")
     p.add_argument("--seg-model", default=None, help="registration: lung-mask model(s) to ship, as cxreg register "
                    "--seg-model takes them (default: the dataset's), e.g. JSRT256@tta or SHEN256+universal256@tta")
-    p.add_argument("--refine", type=int, default=0, help="registration: test-time refinement steps the bundle runs "
+    p.add_argument("--refine", type=whole(0), default=0, help="registration: test-time refinement steps the bundle runs "
                    "by default (0 = off)")
     p.add_argument("--refine-mask-weight", type=float, default=None, help="registration: the refinement's lung-mask "
                    "weight (default: cxreg register's)")

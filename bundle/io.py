@@ -222,6 +222,8 @@ def load_mask(path: str | os.PathLike, labels=None) -> np.ndarray:
         return lung.astype(np.uint8)
     vals = np.unique(arr)
     top = float(vals[-1])
+    if len(vals) == 1 and top <= 0:
+        raise InputError(f"{path}: mask is empty (every pixel is {top:g}); a lung mask needs lung pixels")
     if len(vals) <= 2:
         return ((arr > vals[0]) if len(vals) == 2 else np.full(arr.shape, top > 0)).astype(np.uint8)
     if len(vals) <= MAX_LABELS and np.all(vals == np.round(vals)):
@@ -310,6 +312,20 @@ def atomic_file(dest: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def json_ready(obj):
+    """``obj`` with every NaN or infinite float replaced by None, so ``json.dumps`` writes ``null`` (strict JSON,
+    readable by every parser) instead of the bare ``NaN`` Python would write: e.g. the HD of an empty mask."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.floating):
+        return json_ready(float(obj))
+    return obj
 
 
 def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:

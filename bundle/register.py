@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, write_text_atomic, check_writable, first_line, is_dicom, is_nifti, load_image,
+from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, json_ready, write_text_atomic, check_writable, first_line, is_dicom, is_nifti, load_image,
                  load_mask, parse_labels, save_image, stem)
 from .metrics import pair_metrics
 from .refine import DEFAULT_MASK_WEIGHT
@@ -215,7 +215,7 @@ def load_checked(path: str | os.PathLike) -> np.ndarray:
 
 def write_summary(out_dir: str | os.PathLike, status: list[dict], name: str = "summary.json") -> Path:
     """``out_dir/<name>`` (one status dict per pair), written to a temporary file and renamed."""
-    return write_text_atomic(Path(out_dir) / name, json.dumps(status, indent=2, ensure_ascii=False))
+    return write_text_atomic(Path(out_dir) / name, json.dumps(json_ready(status), indent=2, ensure_ascii=False))
 
 
 def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=None, device="cpu", mask_labels=None,
@@ -348,7 +348,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
             info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics}
             if options:
                 info["options"] = options
-            (tmp / "metrics.json").write_text(json.dumps(info, indent=2))
+            (tmp / "metrics.json").write_text(json.dumps(json_ready(info), indent=2))
     except OSError as e:  # a full disk, a folder gone read-only: the old outputs stay, nothing half-written
         raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
     return out

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -120,17 +121,49 @@ def test_spacing_turns_the_distances_into_millimetres(toy_data, tmp_path):
 def test_cli_evaluate_and_errors(toy_data, tmp_path, capsys):
     assert main(["evaluate", "--dataset", "TOY", "--data-dir", str(toy_data), "--out", str(tmp_path / "e"), "--quiet",
                  "--max-pairs", "4"]) == 0
-    assert "DSC" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    m = json.loads((tmp_path / "e" / "summary.json").read_text())["metrics"]
+    assert out[1] == (f"DSC {m['dsc']['mean']:.4f}  HD {m['hd']['mean']:.3f}  HD95 {m['hd95']['mean']:.3f}  "
+                      f"ASSD {m['assd']['mean']:.3f}  JAC {m['jac']['mean']:.2f} (pixels)")
     assert main(["evaluate", "--dataset", "NOPE", "--data-dir", str(toy_data), "--out", str(tmp_path / "f")]) == 1
     err = capsys.readouterr().err.strip()
     assert "NOPE" in err and "splits.json" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "f").exists()
-    assert main(["evaluate", "--method", "magic", "--dataset", "TOY", "--data-dir", str(toy_data),
-                 "--out", str(tmp_path / "g")]) == 1
-    assert "unknown method" in capsys.readouterr().err
 
 
 @needs_shared
 def test_identity_on_real_jsrt_sample(tmp_path):
     s = evaluate("identity", "JSRT", tmp_path / "j", max_pairs=50, progress=False)
     assert s["n_pairs"] == 50 and 0.6 < s["metrics"]["dsc"]["mean"] < 0.9 and s["metrics"]["jac"]["mean"] == 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["register", "m.png", "f.png", "--out", "o", "--refine", "-3"], "argument --refine: expected a whole number >= 0, not -3"),
+    (["register", "m.png", "f.png", "--out", "o", "--refine", "2.5"], "argument --refine: expected a whole number >= 0, not '2.5'"),
+    (["evaluate", "--out", "o", "--max-pairs", "0"], "argument --max-pairs: expected a whole number >= 1, not 0"),
+    (["evaluate", "--out", "o", "--spacing", "-1"], "argument --spacing: expected a finite number > 0, not -1"),
+    (["evaluate", "--out", "o", "--spacing", "0"], "argument --spacing: expected a finite number > 0, not 0"),
+    (["evaluate", "--out", "o", "--method", "foo"], "argument --method: invalid choice: 'foo' (choose from 'identity', "
+                                                    "'elastix', 'syn', 'ours')"),
+    (["benchmark", "--pairs", "0"], "argument --pairs: expected a whole number >= 1, not 0"),
+])
+def test_bad_option_values_are_one_line_usage_errors(tmp_path, capsys, args, msg):
+    """argparse's own errors (a value of the wrong kind) are one line too, exit status 2, nothing written."""
+    with pytest.raises(SystemExit) as e:
+        main([a if a != "o" else str(tmp_path / "o") for a in args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"cxreg {args[0]}: error: {msg} (see cxreg {args[0]} --help)\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_method_names_are_case_blind_and_the_api_checks_its_numbers(toy_data, tmp_path, capsys):
+    assert main(["evaluate", "--method", "Identity", "--dataset", "TOY", "--data-dir", str(toy_data),
+                 "--out", str(tmp_path / "e"), "--quiet", "--max-pairs", "2"]) == 0
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["method"] == "identity"
+    for kw, msg in (({"max_pairs": 0}, "max_pairs must be a whole number >= 1"),
+                    ({"spacing": (0.5, -1.0)}, "spacing must be two numbers > 0"),
+                    ({"method": "ours"}, "choose from ['elastix', 'identity', 'ours', 'syn']")):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            evaluate(kw.pop("method", "identity"), "TOY", tmp_path / "x", data_dir=toy_data, size=64, progress=False, **kw)
+    assert not (tmp_path / "x").exists()

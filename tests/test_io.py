@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bundle.io import InputError, atomic_file, load_image, load_mask, save_image, stem, write_text_atomic
+from bundle.io import InputError, atomic_file, json_ready, load_image, load_mask, save_image, stem, write_text_atomic
 
 
 def _asym(h=7, w=11):
@@ -91,6 +91,17 @@ def test_load_mask_binarises(tmp_path):
     with pytest.raises(InputError, match="a label map"):
         load_mask(tmp_path / "m3.png")
     assert load_mask(tmp_path / "m3.png", labels=(255,)).sum() == 9
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")  # no lung at all: refused
+    with pytest.raises(InputError, match=r"empty.png: mask is empty \(every pixel is 0\)"):
+        load_mask(tmp_path / "empty.png")
+
+
+def test_json_ready_writes_null_for_nan_and_inf():
+    import json
+
+    out = json.dumps(json_ready({"hd": float("nan"), "x": [1.5, float("inf"), np.float32(2.0)], "n": 3, "s": "a"}),
+                     allow_nan=False)  # strict JSON: raises if a NaN were left
+    assert json.loads(out) == {"hd": None, "x": [1.5, None, 2.0], "n": 3, "s": "a"}
 
 
 def test_load_mask_label_maps_need_their_lung_labels(tmp_path):
