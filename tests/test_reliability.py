@@ -51,7 +51,7 @@ def bad(tmp_path_factory):
     Image.fromarray(f * 255).save(d / "fixed_mask.png")
     Image.fromarray(m * 255).save(d / "moving_mask.png")
     Image.fromarray((m * 150 + 40).astype(np.uint8)).save(d / "grey_mask.png")  # not binary: 40 / 190
-    Image.fromarray(np.zeros((50, 50), np.uint8)).save(d / "small_mask.png")
+    Image.fromarray(lung_mask(50) * 255).save(d / "small_mask.png")
     (d / "empty.png").write_bytes(b"")
     (d / "text.png").write_text("this is text, not an image\n")
     raw = (d / "moving.png").read_bytes()
@@ -103,6 +103,8 @@ REFUSED = [
     ("8000x8000", "huge.png", "fixed.png", [], f"huge.png: image is 8000x8000 pixels; the largest accepted is {MAX_SIDE}x{MAX_SIDE}"),
     ("mask_size", "moving.png", "fixed.png", ["--moving-mask", "small_mask.png", "--fixed-mask", "fixed_mask.png"],
      "small_mask.png: mask size (50, 50) differs from its image (96, 96)"),
+    ("empty_mask", "moving.png", "fixed.png", ["--moving-mask", "black.png", "--fixed-mask", "fixed_mask.png"],
+     "black.png: mask is empty (every pixel is 0); a lung mask needs lung pixels"),
     ("model_not_checkpoint", "moving.png", "fixed.png", ["--model", "notackpt.pt"], "notackpt.pt: not a PyTorch checkpoint"),
     ("model_missing", "moving.png", "fixed.png", ["--model", "nope.pt"], "nope.pt: weights file not found"),
 ]
