@@ -49,7 +49,11 @@ def make_pairs(data_dir, to=None, masks=None, fixed_mask=None, use_masks: bool =
     imgs = _images(img_dir, "image")
     if masks is None and use_masks and img_dir != d and (d / "masks").is_dir():
         masks = d / "masks"
-    msk = _images(Path(masks), "mask") if masks is not None and use_masks else {}
+    if masks is not None and not use_masks:
+        raise InputError(f"{masks}: --masks and --no-masks contradict each other; give one of them")
+    msk = _images(Path(masks), "mask") if masks is not None else {}
+    if masks is not None and not msk:
+        raise InputError(f"{masks}: no mask files (PNG, NIfTI, DICOM) in this folder")
     fixed = fmask = None
     if fixed_mask is not None and to is None:
         raise InputError(f"{fixed_mask}: --fixed-mask is the mask of the --to image; give --to too")

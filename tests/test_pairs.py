@@ -89,13 +89,20 @@ def test_every_image_onto_one_fixed_image_then_register(tmp_path, models):
     ("no_atlas", "{d}/atlas.png: fixed image not found"),
     ("exists", "{d}/out.csv: file exists (use --overwrite to replace it)"),
     ("mask_without_to", "{d}/m.png: --fixed-mask is the mask of the --to image; give --to too"),
+    ("no_mask_dir", "{d}/nomasks: mask folder not found"),
+    ("empty_mask_dir", "{d}/emptymasks: no mask files (PNG, NIfTI, DICOM) in this folder"),
+    ("masks_and_no_masks", "{d}/data/masks: --masks and --no-masks contradict each other; give one of them"),
 ])
 def test_bad_inputs_give_one_line_and_no_csv(tmp_path, capsys, case, msg):
     d = _folder(tmp_path / "data")
     _folder(tmp_path / "one", n=1, masks=False)
     args = {"no_dir": [str(tmp_path / "nope")], "one_image": [str(tmp_path / "one")],
             "missing_mask": [str(d)], "no_atlas": [str(d), "--to", str(tmp_path / "atlas.png")],
-            "exists": [str(d)], "mask_without_to": [str(d), "--fixed-mask", str(tmp_path / "m.png")]}[case]
+            "exists": [str(d)], "mask_without_to": [str(d), "--fixed-mask", str(tmp_path / "m.png")],
+            "no_mask_dir": [str(d), "--masks", str(tmp_path / "nomasks")],
+            "empty_mask_dir": [str(d), "--masks", str(tmp_path / "emptymasks")],
+            "masks_and_no_masks": [str(d), "--masks", str(d / "masks"), "--no-masks"]}[case]
+    (tmp_path / "emptymasks").mkdir()
     out = tmp_path / "out.csv"
     if case == "missing_mask":
         (d / "masks" / "p2.png").unlink()
