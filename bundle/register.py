@@ -345,7 +345,9 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
                  [["fixed; green fixed mask, red warped mask", "checkerboard fixed / warped"]]).save(tmp / "overlay.png")
             if metrics is None:
                 metrics = metrics_of(res, fixed_spacing(fixed_path, fixed_img.shape))
-            info = {"fixed": str(fixed_path), "moving": str(moving_path), **metrics}
+            # absolute paths and the moving image's size: cxreg warp checks an image against them from any folder
+            info = {"fixed": os.path.abspath(fixed_path), "moving": os.path.abspath(moving_path),
+                    "moving_shape": [int(n) for n in mov.shape], **metrics}
             if options:
                 info["options"] = options
             (tmp / "metrics.json").write_text(json.dumps(json_ready(info), indent=2))

@@ -84,14 +84,19 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
 
 
-def _registered_moving(ddf_path: Path) -> Path | None:
-    """The moving image ``cxreg register`` computed ``ddf_path`` for (from the metrics.json beside it), if it
-    still exists."""
+def _registered_moving(ddf_path: Path) -> tuple[Path | None, tuple[int, int] | None]:
+    """The moving image ``cxreg register`` computed ``ddf_path`` for, if it still exists, and its size (rows,
+    cols; recorded since 0.5.7), from the metrics.json beside the field; (None, None) without one."""
     try:
-        p = Path(json.loads((ddf_path.parent / "metrics.json").read_text())["moving"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return p if p.is_file() else None
+        info = json.loads((ddf_path.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(info, dict):
+        return None, None
+    p = Path(info["moving"]) if isinstance(info.get("moving"), str) else None
+    shape = info.get("moving_shape")
+    shape = tuple(int(n) for n in shape) if isinstance(shape, list) and len(shape) == 2 else None
+    return (p if p is not None and p.is_file() else None), shape
 
 
 def moving_geometry(moving: Path, ddf_path: Path, shape):
@@ -101,8 +106,11 @@ def moving_geometry(moving: Path, ddf_path: Path, shape):
     from .register import _itk_geometry
 
     own = _itk_geometry(moving, shape)
-    reg = _registered_moving(ddf_path)
-    if reg is None:
+    reg, recorded = _registered_moving(ddf_path)
+    if reg is None:  # the registered moving image is gone (or was named relative to another folder before 0.5.7)
+        if recorded and tuple(shape) != recorded:
+            raise InputError(f"{moving}: image is {shape[0]}x{shape[1]} pixels, but {ddf_path} was computed for a "
+                             f"moving image of {recorded[0]}x{recorded[1]}; warp images on the moving image's grid")
         return own
     want = tuple(n for n in image_shape(reg) if n > 1)[:2]
     if want and tuple(shape) != want:

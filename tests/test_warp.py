@@ -206,3 +206,29 @@ def test_an_image_of_another_size_than_the_registered_moving_image_is_refused(tm
     err = capsys.readouterr().err.strip()
     assert "small.png: image is 50x64 pixels" in err and "64x64" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_size_check_holds_from_another_folder_and_after_the_moving_image_is_gone(tmp_path, capsys, models,
+                                                                                     monkeypatch):
+    """cxreg register run with relative paths records absolute ones and the moving image's size (since 0.5.7),
+    so cxreg warp refuses an image of another size when run from elsewhere, and even once the moving image was
+    deleted."""
+    from .test_register import _pair, _run
+
+    d = _pair(tmp_path, (64, 64))
+    monkeypatch.chdir(tmp_path)
+    assert _run(tmp_path, models, "moving.png", "fixed.png", "--out", "reg") == 0
+    info = json.loads((tmp_path / "reg" / "metrics.json").read_text())
+    assert info["moving"] == str(d / "moving.png") and info["fixed"] == str(d / "fixed.png")
+    assert info["moving_shape"] == [64, 64]
+    (tmp_path / "elsewhere").mkdir()
+    Image.fromarray(np.zeros((50, 64), np.uint8)).save(tmp_path / "elsewhere" / "small.png")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    for gone in (False, True):
+        if gone:
+            (d / "moving.png").unlink()
+        assert main(["warp", "small.png", "../reg/ddf.nii.gz", "--out", "o.png"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "small.png: image is 50x64 pixels" in err and "64x64" in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "elsewhere" / "o.png").exists()
