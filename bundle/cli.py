@@ -164,7 +164,16 @@ def _cmd_prepare(a) -> int:
 def _cmd_info(a) -> int:
     from .data import DATASETS, load_splits, resolve_data_dir
 
+    from .owndata import is_own_data, own_name, scan_own_data
+
     d = resolve_data_dir(a.data_dir)
+    if is_own_data(d):  # the layout of docs/own-data.md: images/ (+ masks/), or a CSV image,mask
+        items = scan_own_data(d)  # checks it as training would
+        n_masks = sum(it[2] is not None for it in items)
+        print(f"cxreg {__version__}; data: {d}")
+        print(f"  own data '{own_name(d)}': {len(items)} images, {n_masks} with a lung mask (docs/own-data.md: "
+              f"train with --data_dir {d})")
+        return 0
     splits = load_splits(d)
     print(f"cxreg {__version__}; data: {d}")
     for ds in DATASETS:

@@ -4,15 +4,17 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bundle.cli import main
 from bundle.data import load_split
 from bundle.evaluate import evaluate
 from bundle.metrics import dice
 
-from .conftest import REPO, needs_shared
+from .conftest import REPO, lung_mask, needs_shared
 
 
 def test_identity_outputs(toy_data, tmp_path):
@@ -106,6 +108,17 @@ def test_info_lists_the_datasets_and_their_splits(tmp_path, capsys):
     assert main(["info", "--data-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"cxreg {__version__}; data: {tmp_path}", "  JSRT: train 3, test 3",
                                                    "  SHEN: train 4, test 4"]
+    own = tmp_path / "mine"  # the own-data layout: images/ + masks/, no splits.json
+    (own / "images").mkdir(parents=True)
+    (own / "masks").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 40), 50 * i + 10, np.uint8)).save(own / "images" / f"p{i}.png")
+        Image.fromarray((lung_mask(40) * 255).astype(np.uint8)).save(own / "masks" / f"p{i}.png")
+    assert main(["info", "--data-dir", str(own)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (f"  own data 'mine': 3 images, 3 with a lung mask "
+                                                       f"(docs/own-data.md: train with --data_dir {own})")
+    assert main(["evaluate", "--dataset", "mine", "--data-dir", str(own), "--out", str(tmp_path / "e")]) == 1
+    assert f"{own}: a folder of your own data has no 'test' split" in capsys.readouterr().err
 
 
 def test_spacing_turns_the_distances_into_millimetres(toy_data, tmp_path):
