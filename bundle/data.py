@@ -307,10 +307,12 @@ def check_training_data(data_dir, dataset: str, output_dir, needs_masks: bool = 
         if is_own_data(data_dir):
             shipped = {weights_path(k, n).resolve() for k in ("segmentation", "autoencoder", "registration")
                        for n in SHIPPED}
-            if shipped_name(dataset) or (
-                    model_path and Path(model_path).resolve() in shipped):
-                raise InputError(f"{model_path or dataset}: names a shipped model; with your own data give another "
-                                 f"--dataset name (or leave it out) or another --model_path")
+            if shipped_name(dataset):  # its runs/ and models/ names are the shipped model's
+                raise InputError(f"--dataset {dataset}: names a shipped model; with your own data give another "
+                                 f"--dataset name (or leave it out)")
+            if model_path and Path(model_path).resolve() in shipped:
+                raise InputError(f"--model_path {model_path}: is a shipped model's weights file; with your own data "
+                                 f"give another --model_path (or leave it out)")
             n_train = len(train_val_ids(len(d), val_fraction, seed, min_val)[0])
             if batch_size and n_train < int(batch_size):
                 raise InputError(f"{data_dir}: {n_train} training images are fewer than one batch of "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -279,10 +280,12 @@ def test_own_data_never_writes_over_shipped_weights_and_checks_batch_and_init(tm
     from bundle.priors import weights_path
 
     d = make_own(tmp_path / "mine")
-    for kw in ({"dataset": "JSRT"}, {"dataset": "Universal"},
-               {"dataset": "mine", "model_path": weights_path("segmentation", "MONT")}):
+    for kw, msg in (({"dataset": "JSRT"}, "--dataset JSRT: names a shipped model"),
+                    ({"dataset": "Universal"}, "--dataset Universal: names a shipped model"),
+                    ({"dataset": "mine", "model_path": weights_path("segmentation", "MONT")},
+                     f"--model_path {weights_path('segmentation', 'MONT')}: is a shipped model's weights file")):
         kw = {"model_path": None, **kw}
-        with pytest.raises(InputError, match="names a shipped model"):
+        with pytest.raises(InputError, match=re.escape(msg)):
             check_training_data(d, kw["dataset"], tmp_path / "o", model_path=kw["model_path"])
     with pytest.raises(InputError, match=r"5 training images are fewer than one batch of 16; .* --batch_size 5"):
         check_training_data(d, "mine", tmp_path / "o", batch_size=16)
