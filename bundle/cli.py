@@ -113,7 +113,7 @@ def read_pairs_csv(path) -> list[dict]:
 
 
 def _cmd_register(a) -> int:
-    from .register import register_files, write_summary
+    from .register import register_files, status_line, write_summary
 
     _check_refine_weight(a)
     if a.pairs:
@@ -139,8 +139,7 @@ def _cmd_register(a) -> int:
     ok = [s for s in status if s["ok"]]
     for s in status:
         if s["ok"]:
-            extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "hd95", "assd") if k in s)
-            print(f"{s['pair']}: JAC {s['jac']}{extra} -> {s['out']}")
+            print(status_line(s))
         elif single:
             print(f"cxreg register: error: {s['error']}", file=sys.stderr)
         else:

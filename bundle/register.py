@@ -658,6 +658,12 @@ def run_inference(evaluator, exit_on_error: bool = False, prefix: str = "cxreg i
         raise SystemExit(f"{prefix}: error: {e}") from None
 
 
+def status_line(s: dict) -> str:
+    """The line printed for a registered pair: ``<pair>: JAC n[ DSC x HD x HD95 x ASSD x] -> <folder>``."""
+    extra = "".join(f" {k.upper()} {s[k]:.4g}" for k in ("dsc", "hd", "hd95", "assd") if k in s)
+    return f"{s['pair']}: JAC {s['jac']}{extra} -> {s['out']}"
+
+
 def _run_inference(evaluator, exit_on_error: bool, prefix: str) -> list[dict]:
     c = evaluator.cxreg
     if c.missing:
@@ -668,7 +674,7 @@ def _run_inference(evaluator, exit_on_error: bool, prefix: str) -> list[dict]:
     status = c.job.status[n0:]
     for s in status:
         if s["ok"]:
-            print(f"{s['pair']}: JAC {s['jac']} -> {s['out']}")
+            print(status_line(s))
         elif not c.single:  # a single pair's error is raised below
             print(f"{s['pair']}: FAILED: {s['error']}", file=sys.stderr)
     if not c.single:

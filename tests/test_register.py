@@ -103,14 +103,22 @@ def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
 
     d = _pair(tmp_path, (64, 64))
     out = tmp_path / "bundle_out"
-    monai_bundle("run", "inference", "--config_file", str(REPO / "configs" / "inference.json"),
-                 "--moving", str(d / "moving.png"), "--fixed", str(d / "fixed.png"), "--output_dir", str(out),
-                 "--model_path", str(models / "reg.pt"), "--seg_model", str(models / "seg.pt"), cwd=tmp_path)
+    masks = ["--moving_mask", str(d / "moving_mask.png"), "--fixed_mask", str(d / "fixed_mask.png")]
+    log = monai_bundle("run", "inference", "--config_file", str(REPO / "configs" / "inference.json"),
+                       "--moving", str(d / "moving.png"), "--fixed", str(d / "fixed.png"), "--output_dir", str(out),
+                       "--model_path", str(models / "reg.pt"), "--seg_model", str(models / "seg.pt"), *masks,
+                       cwd=tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["ddf.nii.gz", "jacobian.nii.gz", "metrics.json", "overlay.png",
                                                       "warped.png", "warped_mask.png"]
     # and the same values as cxreg register on the pair (Fire hands the options over as strings)
     ref = tmp_path / "cli_out"
-    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(ref)) == 0
+    assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(ref),
+                "--moving-mask", masks[1], "--fixed-mask", masks[3]) == 0
+    from bundle.register import status_line
+
+    mb = json.loads((ref / "metrics.json").read_text())
+    assert status_line({"pair": "moving__fixed", "out": str(out), **mb}) in log  # the line cxreg register prints
+    assert " DSC " in status_line({"pair": "p", "out": "o", **mb})
     import nibabel as nib
 
     a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
