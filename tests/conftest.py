@@ -68,3 +68,16 @@ def models(tmp_path_factory):
     torch.save({"model": MultiScaleRegNet().state_dict(), "settings": st.__dict__}, d / "reg.pt")
     torch.save(LungSegNet(work_size=128).state_dict(), d / "seg.pt")
     return d
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same global random state (torch, numpy, random), so a test's random inputs do
+    not depend on which tests ran before it."""
+    import random
+
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import nibabel as nib
 import numpy as np
@@ -496,28 +495,27 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 
 def test_sigkill_mid_training_then_resume_finishes(toy, tmp_path):
-    run, model, epochs = tmp_path / "run", tmp_path / "final.pt", 12
+    """SIGKILL in the middle of epoch 3 (the process kills itself after its 5th iteration, 2 per epoch: no race
+    with the clock), then the same command again: it resumes from the last whole checkpoint and finishes."""
+    run, model, epochs = tmp_path / "run", tmp_path / "final.pt", 4
     cmd = _train_cmd(toy, run, model, epochs, "--num_workers", "0")
-    log = open(tmp_path / "log1", "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=ENV)
-    t0 = time.time()
-    while not list(run.glob("checkpoint_epoch=[3-9].pt")) and p.poll() is None and time.time() - t0 < 120:
-        time.sleep(0.02)
-    time.sleep(0.1)  # about half an epoch (2 iterations of ~0.1 s): killed mid-epoch
-    os.kill(p.pid, signal.SIGKILL)
-    assert p.wait() == -signal.SIGKILL  # killed, not finished
-    log.close()
-    killed_at = sorted(run.glob("checkpoint_*.pt"), key=lambda q: q.stat().st_mtime)
-    assert killed_at and not model.exists()
-    done = torch.load(killed_at[-1], weights_only=True)["trainer"]["iteration"]  # the newest checkpoint is whole
-    assert 0 < done < epochs * 2
+    cfg = json.loads((REPO / "configs" / "segmentation" / "train.json").read_text())
+    kill = ("$@train#trainer.add_event_handler(monai.engines.workflow.Events.ITERATION_COMPLETED(once=5), "
+            "lambda engine: os.kill(os.getpid(), 9))")
+    (tmp_path / "kill.json").write_text(json.dumps({"run": [kill, *cfg["run"]]}))
+    i = cmd.index("--config_file") + 1
+    killing = [*cmd[:i], f"['{cmd[i]}','{tmp_path / 'kill.json'}']", *cmd[i + 1:]]
+    r = _train(killing, tmp_path)
+    assert r.returncode == -signal.SIGKILL, (r.stdout + r.stderr)[-3000:]  # killed, not finished
+    assert "Epoch[2] Complete" in r.stdout + r.stderr and "Epoch[3] Complete" not in r.stdout + r.stderr
+    assert sorted(q.name for q in run.glob("checkpoint_*.pt")) == ["checkpoint_epoch=2.pt"] and not model.exists()
+    assert torch.load(run / "checkpoint_epoch=2.pt", weights_only=True)["trainer"]["iteration"] == 4  # whole
     r = _train(cmd, tmp_path)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
-    assert "Restored all variables" in log and "Epoch[1] Complete" not in log
+    assert "Restored all variables" in log and "Epoch[3] Complete" in log and "Epoch[2] Complete" not in log
     ck = torch.load(run / f"checkpoint_epoch={epochs}.pt", weights_only=True)
-    iters_per_epoch = ck["trainer"]["epoch_length"]
-    assert ck["trainer"]["iteration"] == epochs * iters_per_epoch and iters_per_epoch == 2
+    assert ck["trainer"]["iteration"] == epochs * 2 and ck["trainer"]["epoch_length"] == 2
     sd = torch.load(model, weights_only=True)
     assert sd and all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
