@@ -25,6 +25,10 @@ def test_identity_outputs(toy_data, tmp_path):
     assert len(rows) == 20 and list(rows[0]) == ["moving", "fixed", "dsc", "hd", "assd", "hd95", "jac", "jac_pct",
                                                    "seconds"]
     d = load_split("TOY", "test", toy_data)
+    for r in rows:  # identity: the DSC of the two masks as they are, counted by hand
+        a = d.masks[d.ids.index(r["moving"])].numpy() > 0.5
+        b = d.masks[d.ids.index(r["fixed"])].numpy() > 0.5
+        assert float(r["dsc"]) == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()), abs=1e-6)
     r = rows[7]
     m, f = d.ids.index(r["moving"]), d.ids.index(r["fixed"])
     assert float(r["dsc"]) == pytest.approx(dice(d.masks[m], d.masks[f]).item(), abs=1e-6)
