@@ -71,6 +71,11 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     a = np.asarray(Image.open(tmp_path / "pred" / "a.png"))
     b = np.asarray(Image.open(tmp_path / "pred" / "b.png"))
     assert a.shape == (80, 48) and b.shape == (64, 64) and set(np.unique(b)) <= {0, 255}
+    if name == "segmentation":  # the bundle's masks are the package's masks of the trained model
+        from bundle.priors import load_segmentation, predict_lung_masks
+
+        want = predict_lung_masks(load_segmentation(model, work_size=32), torch.from_numpy(img / 255.0).float()[None, None])
+        np.testing.assert_array_equal(b // 255, want[0, 0].numpy().astype(np.uint8))
 
     monai_bundle("run", "--config_file", f"['{cfg / 'train.json'}','{cfg / 'evaluate.json'}']", *common, *extra,
                  cwd=tmp_path)
