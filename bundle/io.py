@@ -219,6 +219,13 @@ def load_mask(path: str | os.PathLike, labels=None) -> np.ndarray:
         if not lung.any():
             raise InputError(f"{path}: none of the mask labels {', '.join(map(str, labels))} is in this mask "
                              f"(it has {_values(np.unique(arr))})")
+        absent = [v for v in labels if not (arr == v).any()]
+        if absent:  # a typo (--mask-labels 1,5) or a mask without one lung: say so, do not stop
+            import logging
+
+            logging.getLogger("cxreg").warning(
+                f"warning: {path}: mask label(s) {', '.join(map(str, absent))} not in this mask (it has "
+                f"{_values(np.unique(arr))}); lung = label(s) {', '.join(str(v) for v in labels if v not in absent)}")
         return lung.astype(np.uint8)
     vals = np.unique(arr)
     top = float(vals[-1])

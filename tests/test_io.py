@@ -185,3 +185,19 @@ def test_atomic_file_replaces_on_success_and_keeps_the_old_file_on_error(tmp_pat
     assert dest.read_bytes() == before  # the old file is untouched
     assert sorted(p.name for p in dest.parent.iterdir()) == ["out.nii.gz"]  # and no temporary file is left
     assert write_text_atomic(tmp_path / "a.json", '{"é": 1}').read_text(encoding="utf-8") == '{"é": 1}'
+
+
+def test_a_mask_label_that_is_absent_is_named_in_a_warning(tmp_path, caplog):
+    """``--mask-labels 1,5`` on a 0-3 label map: lung = label 1 (a mask may lack a lung for a real reason), and one
+    warning line names the file and the absent label; all labels present: no warning."""
+    import logging
+
+    m = np.zeros((8, 8), np.uint8)
+    m[1:7, 1:3], m[1:7, 5:7], m[3:5, 3:5] = 1, 2, 3
+    Image.fromarray(m).save(tmp_path / "labels.png")
+    with caplog.at_level(logging.WARNING, logger="cxreg"):
+        assert load_mask(tmp_path / "labels.png", (1, 2)).sum() == 24
+        assert caplog.messages == []
+        assert load_mask(tmp_path / "labels.png", (1, 5)).sum() == 12
+    assert caplog.messages == [f"warning: {tmp_path / 'labels.png'}: mask label(s) 5 not in this mask (it has 0, 1, "
+                               f"2, 3); lung = label(s) 1"]
