@@ -44,6 +44,22 @@ def _run(tmp_path, models, *extra):
                  "--quiet"])
 
 
+def _same_outputs(out, ref):
+    """Two output folders of one pair hold the same field, warped image and mask, metrics and options (but for
+    where the models came from)."""
+    import nibabel as nib
+
+    a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
+    assert np.abs(b).max() > 0.1  # the untrained toy model does move pixels, so the comparison means something
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    for name in ("warped.png", "warped_mask.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(ref / name)))
+    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in (out, ref))
+    assert {k: v for k, v in ma.items() if k != "options"} == {k: v for k, v in mb.items() if k != "options"}
+    assert {k: v for k, v in ma["options"].items() if k not in ("model", "seg_model")} == {
+        k: v for k, v in mb["options"].items() if k not in ("model", "seg_model")}
+
+
 def test_register_pair_outputs_and_itk(tmp_path, models):
     itk = pytest.importorskip("itk")
     d = _pair(tmp_path)
@@ -119,17 +135,7 @@ def test_monai_bundle_inference_writes_the_same_files(tmp_path, models):
     mb = json.loads((ref / "metrics.json").read_text())
     assert status_line({"pair": "moving__fixed", "out": str(out), **mb}) in log  # the line cxreg register prints
     assert " DSC " in status_line({"pair": "p", "out": "o", **mb})
-    import nibabel as nib
-
-    a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
-    assert np.abs(b).max() > 0.1  # the untrained toy model does move pixels, so the comparison means something
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    for name in ("warped.png", "warped_mask.png"):
-        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(ref / name)))
-    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in (out, ref))
-    assert {k: v for k, v in ma.items() if k != "options"} == {k: v for k, v in mb.items() if k != "options"}
-    assert {k: v for k, v in ma["options"].items() if k not in ("model", "seg_model")} == {
-        k: v for k, v in mb["options"].items() if k not in ("model", "seg_model")}
+    _same_outputs(out, ref)
 
 
 def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
@@ -164,17 +170,7 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     # and the same values as cxreg register on the pair (Fire hands the options over as strings)
     ref = tmp_path / "cli_out"
     assert _run(tmp_path, models, str(d / "moving.png"), str(d / "fixed.png"), "--out", str(ref)) == 0
-    import nibabel as nib
-
-    a, b = (np.asanyarray(nib.load(o / "ddf.nii.gz").dataobj) for o in (out, ref))
-    assert np.abs(b).max() > 0.1  # the untrained toy model does move pixels, so the comparison means something
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    for name in ("warped.png", "warped_mask.png"):
-        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), np.asarray(Image.open(ref / name)))
-    ma, mb = (json.loads((o / "metrics.json").read_text()) for o in (out, ref))
-    assert {k: v for k, v in ma.items() if k != "options"} == {k: v for k, v in mb.items() if k != "options"}
-    assert {k: v for k, v in ma["options"].items() if k not in ("model", "seg_model")} == {
-        k: v for k, v in mb["options"].items() if k not in ("model", "seg_model")}
+    _same_outputs(out, ref)
     moving, fixed = load_image(d / "moving.png"), load_image(d / "fixed.png")
     x = torch.from_numpy(np.stack([moving, fixed]))[None].repeat(2, 1, 1, 1)
     ddf = w.inferer(x, w.network_def)
