@@ -162,7 +162,6 @@ def _cmd_prepare(a) -> int:
 
 def _cmd_info(a) -> int:
     from .data import DATASETS, load_splits, resolve_data_dir
-
     from .owndata import is_own_data, own_name, scan_own_data
 
     d = resolve_data_dir(a.data_dir)
@@ -201,7 +200,6 @@ def whole(lo: int):
             raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, not {v}")
         return v
 
-    parse.__name__ = f"whole number >= {lo}"
     return parse
 
 

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, json_ready, write_text_atomic, check_writable, first_line, is_dicom, is_nifti, load_image,
-                 load_mask, parse_labels, save_image, stem)
+from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, json_ready,
+                 load_image, load_mask, parse_labels, save_image, stem, write_text_atomic)
 from .metrics import pair_metrics
 from .refine import DEFAULT_MASK_WEIGHT
 from .spatial import jacobian_determinant, remove_folds, resize_image
@@ -91,9 +91,7 @@ class Registrar:
     def _setup(self, net, settings, seg, device, size, refine_steps, fix_folds=None,
                refine_mask_weight=DEFAULT_MASK_WEIGHT, refine_distance_weight=0.0) -> None:
         from .registration import RegSettings
-        from .workflow import check_device
 
-        check_device(device)
         self.net = net.to(device).eval()
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()
@@ -109,6 +107,9 @@ class Registrar:
         """A Registrar around networks already built and loaded (e.g. an exported bundle's own weights);
         ``settings`` is a :class:`bundle.registration.RegSettings` or its dict. ``names`` (``model``,
         ``seg_model``) says where the networks came from in :meth:`options`."""
+        from .workflow import check_device
+
+        check_device(device)
         self = cls.__new__(cls)
         self.names = {"model": "(given network)", "seg_model": "(given network)", **(names or {})}
         self._setup(net, settings, seg, device, size, refine_steps, fix_folds, refine_mask_weight,
