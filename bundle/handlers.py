@@ -7,9 +7,10 @@
 - :class:`StopOnNonFinite` stops training at the first NaN/Inf loss (or non-finite weights at the end of an
   epoch) with one clear message naming the iteration; nothing after that point is saved or exported, so the
   newest checkpoint on disk is the last good one.
-- :class:`ValidationHandler` is MONAI's ``ValidationHandler`` that also validates after the last epoch when that
-  epoch was not a multiple of ``interval``: a short run (``--max_epochs 2`` with ``val_interval`` 5, a quick
-  fine-tune) still validates, keeps its best weights and exports them, instead of failing at the end.
+- :class:`ValidateAtEnd` (beside MONAI's ``ValidationHandler`` in each trainer) validates once more after the
+  last epoch when that epoch was not a multiple of ``interval``: a short run (``--max_epochs 2`` with
+  ``val_interval`` 5, a quick fine-tune) still validates, keeps its best weights and exports them, instead of
+  failing at the end.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from pathlib import Path
 
 import torch
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
-from monai.handlers import ValidationHandler as _MonaiValidationHandler
-
-__all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "ValidationHandler", "first_loss"]
+__all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "ValidateAtEnd", "first_loss"]
 
 
 class _SaveThenRemove:
@@ -140,19 +139,31 @@ class StopOnNonFinite:
         raise e
 
 
-class ValidationHandler(_MonaiValidationHandler):
-    """MONAI's ``ValidationHandler`` (every ``interval`` epochs), plus one validation when training completes on
-    an epoch that was not validated. Only after a finished run (``epoch == max_epochs``): a run stopped early
-    (:class:`StopOnNonFinite`, a kill) is not validated again."""
+class ValidateAtEnd:
+    """Runs ``validator`` when training completes, if this process completed the last epoch (``max_epochs``) and
+    that epoch was not one of MONAI's ``ValidationHandler`` epochs (a multiple of ``interval``).
+
+    Kept apart from MONAI's ``ValidationHandler``, which stays in the configs as it is (MONAI's
+    ``check_properties()`` looks for it by name). Not run when a run stops early (:class:`StopOnNonFinite`, an
+    ``engine.terminate()``, which ignite also ends with COMPLETED, even inside the last epoch), nor when a
+    finished run is started again and resumes with no epoch left to train (that would validate the same weights
+    again and rewrite the exported ``model.pt``).
+    """
+
+    def __init__(self, validator, interval: int) -> None:
+        self.validator, self.interval = validator, int(interval)
+        self._last_done: int | None = None  # the last epoch this process completed
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
-        super().attach(engine)
-        if self.epoch_level:
-            engine.add_event_handler(Events.COMPLETED, self._after_last_epoch)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_done)
+        engine.add_event_handler(Events.COMPLETED, self)
 
-    def _after_last_epoch(self, engine) -> None:
+    def _epoch_done(self, engine) -> None:
+        self._last_done = engine.state.epoch
+
+    def __call__(self, engine) -> None:
         st = engine.state
-        if st.epoch == st.max_epochs and st.epoch % self.interval:
-            self(engine)
+        if self._last_done == st.max_epochs and st.max_epochs % self.interval:
+            self.validator.run(st.epoch)

@@ -299,22 +299,30 @@ def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:
     return dest
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(dest: str | os.PathLike):
     """Yield a temporary file path beside ``dest``; on success it is renamed onto ``dest``, on error it is removed.
 
-    The temporary name is hidden (``.<name>.XXXX<suffix>``) and keeps ``dest``'s suffix (``.nii.gz`` included), so
-    writers that choose the format by suffix still work; the finished file is readable by everyone (0644), as
-    outputs and weights are meant to be shared. A failed or interrupted write never leaves a half-written ``dest``.
+    The temporary name is hidden (``.<name>.XXXX<suffix>``, the name cut to 64 characters so that a long file
+    name still fits the file system's limit) and keeps ``dest``'s suffix (``.nii.gz`` included), so writers that
+    choose the format by suffix still work; the finished file gets the mode a plain ``open()`` would give it
+    (0666 less the umask; ``mkstemp`` makes 0600 files). A failed or interrupted write never leaves a
+    half-written ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if dest.name.lower().endswith(".nii.gz") else dest.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:64]}.", suffix=suffix, dir=dest.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

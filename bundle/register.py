@@ -431,6 +431,7 @@ class PairJob:
         self.reg, self.out_dir, self.overwrite, self.single, self.strict = registrar, out_dir, overwrite, single, strict
         self.mask_labels = parse_labels(mask_labels)
         self.cache: dict = {}
+        self.masks: dict = {}  # path -> mask, read once per job (as the images; a label warning once per file)
         self.status: list[dict] = []
         self.used: set[str] = set()
 
@@ -441,14 +442,18 @@ class PairJob:
             self.cache[path] = (arr, self.reg.lung_mask(sq))
         return self.cache[path]
 
+    def mask(self, path):
+        if path not in self.masks:
+            self.masks[path] = load_mask(path, self.mask_labels)
+        return self.masks[path]
+
     def __call__(self, pr: dict) -> dict:
         name = pr.get("name") or _free_name(pr, self.used)
         self.used.add(name)
         try:
             fixed, f_lung = self.image(pr["fixed"])
             moving, m_lung = self.image(pr["moving"])
-            fm = load_mask(pr["fixed_mask"], self.mask_labels) if pr.get("fixed_mask") else None
-            mm = load_mask(pr["moving_mask"], self.mask_labels) if pr.get("moving_mask") else None
+            fm, mm = (self.mask(pr[k]) if pr.get(k) else None for k in ("fixed_mask", "moving_mask"))
             for m, img, key in ((fm, fixed, "fixed_mask"), (mm, moving, "moving_mask")):
                 if m is not None and m.shape != img.shape:
                     raise InputError(f"{pr[key]}: mask size {m.shape} differs from its image {img.shape}")
@@ -670,6 +675,8 @@ def _run_inference(evaluator, exit_on_error: bool, prefix: str) -> list[dict]:
     if c.missing:
         raise InputError(c.missing)
     c.job.cache.clear()
+    c.job.masks.clear()
+    c.job.used.clear()  # a second run names its pairs afresh (the same folders, no __2)
     n0 = len(c.job.status)
     evaluator.run()
     status = c.job.status[n0:]

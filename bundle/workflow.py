@@ -31,8 +31,13 @@ def check_device(device) -> str:
                              f"use --device cpu")
         if d.index is not None and d.index >= torch.cuda.device_count():
             raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif d.type == "mps":  # Apple GPUs
+        if not torch.backends.mps.is_available():
+            raise InputError(f"--device {device}: no MPS (Apple GPU) device is available on this machine; use --device cpu")
     elif d.type != "cpu":
-        raise InputError(f"--device {device}: not supported (use cpu or cuda)")
+        avail = getattr(getattr(torch, d.type, None), "is_available", None)  # torch.xpu, ...
+        if not (callable(avail) and avail()):
+            raise InputError(f"--device {device}: not available on this machine (use cpu or cuda)")
     return str(device)
 
 
@@ -97,8 +102,8 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
 
 def save_atomic(obj, dst: str | os.PathLike) -> str:
     """``torch.save`` to a temporary file beside ``dst``, then rename: no half-written weights file."""
-    with atomic_file(dst) as tmp:
-        torch.save(obj, tmp)
+    with atomic_file(dst) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)  # to a file object: the archive's inner folder is "archive", not the random temp name
     return str(dst)
 
 

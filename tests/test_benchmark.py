@@ -107,7 +107,7 @@ def test_benchmark_tiny_run_table_is_consistent(tmp_path):
     assert b1["n"] == 2 and b1["median_ms"] > 0 and b1["p90_ms"] >= b1["median_ms"]
     cells = row("ours, batch 1")
     assert float(cells[2]) == round(b1["median_ms"], 1) and 0 < float(cells[5]) == round(r["ours_b1"]["peak_rss_mib"])
-    # the end-to-end time of a pair is the sum of its four timed stages, each of which takes time
+    # the four timed stages of a pair (its end-to-end time is their sum, by construction), each taking time
     assert list(r["ours_b1"]["stages_median_ms"]) == ["load images and masks", "lung masks (2 images)",
                                                       "field on the fixed grid", "warp mask and metrics"]
     assert all(v > 0 for v in r["ours_b1"]["stages_median_ms"].values())

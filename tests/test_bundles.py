@@ -56,6 +56,13 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
     summary = json.loads((out / "summary.json").read_text())  # the validation history survives the resume
     assert summary["epochs"] == 3 and [h["epoch"] for h in summary["history"]] == [2, 3]
     assert all(0 <= h["metric"] <= 1 for h in summary["history"])
+    # the finished run started again (3 % 2 != 0): nothing to train, so no extra validation, the best model of
+    # the run is not rewritten (only exported again, the same bytes)
+    stamp = (out / "model.pt").stat().st_mtime_ns, model.read_bytes()
+    monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "3",
+                 "--val_interval", "2", "--num_workers", "0", *extra, cwd=tmp_path)
+    assert [h["epoch"] for h in json.loads((out / "summary.json").read_text())["history"]] == [2, 3]
+    assert ((out / "model.pt").stat().st_mtime_ns, model.read_bytes()) == stamp
 
     # inference on a PNG and a NIfTI of another size: masks come back on the input grid
     inp = tmp_path / "in"

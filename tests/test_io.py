@@ -185,6 +185,18 @@ def test_atomic_file_replaces_on_success_and_keeps_the_old_file_on_error(tmp_pat
     assert dest.read_bytes() == before  # the old file is untouched
     assert sorted(p.name for p in dest.parent.iterdir()) == ["out.nii.gz"]  # and no temporary file is left
     assert write_text_atomic(tmp_path / "a.json", '{"é": 1}').read_text(encoding="utf-8") == '{"é": 1}'
+    long = tmp_path / ("x" * 246 + ".png")  # 250 characters: fits the 255 limit, a temp name of it would not
+    with atomic_file(long) as tmp:
+        save_image(tmp, np.zeros((4, 4), np.uint8))
+    assert long.is_file()
+    import os
+
+    old = os.umask(0o077)  # the finished file follows the umask, as open() would
+    try:
+        write_text_atomic(tmp_path / "private.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_mask_label_that_is_absent_is_named_in_a_warning(tmp_path, caplog):

@@ -197,6 +197,7 @@ def test_inference_json_is_a_monai_inference_workflow(tmp_path, models):
     # run again: the folder exists now, and this run reports its own failure (not the first run's success)
     with pytest.raises(SystemExit, match="cxreg inference: error: .*wf_out: output folder exists"):
         w.run()
+    assert [st["pair"] for st in w.evaluator.cxreg.job.status] == ["moving__fixed"] * 2  # named afresh, no __2
 
 
 def test_bare_inference_workflow_passes_check_properties_and_refuses_to_run(tmp_path, models):
@@ -235,7 +236,7 @@ def test_bundle_inference_options_are_checked_in_one_line(tmp_path, models):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["options"]["refine"] == 2
 
 
-def test_label_map_masks_with_mask_labels(tmp_path, models, capsys):
+def test_label_map_masks_with_mask_labels(tmp_path, models, capsys, caplog):
     """Masks given as label maps (left lung 1, right lung 2, heart 3): refused in one line without
     ``--mask-labels`` (0.5.5 kept only labels above half the maximum, dropping the left lung), and with
     ``--mask-labels 1,2`` the pair's metrics are those of the equivalent binary masks; the bundle too."""
@@ -268,6 +269,23 @@ def test_label_map_masks_with_mask_labels(tmp_path, models, capsys):
                           output_dir=str(tmp_path / "bundle"), model=str(models / "reg.pt"),
                           seg_model=str(models / "seg.pt"), mask_labels=(1, 2))
     assert st[0]["ok"] and st[0]["dsc"] == want["dsc"]
+    # an atlas CSV (three moving images onto one fixed label map) with a label the maps lack: the fixed mask is
+    # read once, so its warning is one line, not one per pair
+    import shutil
+
+    for k in range(3):
+        shutil.copy(d / "moving.png", d / f"m{k}.png")
+    (d / "atlas.csv").write_text("moving,fixed,moving_mask,fixed_mask\n" + "".join(
+        f"m{k}.png,fixed.png,moving_labels.png,fixed_labels.png\n" for k in range(3)))
+    import logging
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cxreg"):  # on the command line: one stderr line each
+        assert _run(tmp_path, models, "--pairs", str(d / "atlas.csv"), "--out", str(tmp_path / "atlas"),
+                    "--mask-labels", "1,2,5") == 0
+    warned = caplog.messages
+    assert sorted(warned) == sorted(f"warning: {d / n}: mask label(s) 5 not in this mask (it has 0, 1, 2, 3); lung = "
+                                    f"label(s) 1, 2" for n in ("fixed_labels.png", "moving_labels.png"))
 
 
 def test_register_dicom_pair_with_spacing_itk_applies_the_field(tmp_path, models):

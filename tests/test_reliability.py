@@ -148,7 +148,7 @@ def test_a_failed_write_keeps_the_old_output_folder(capsys, tmp_path, models, ba
 @pytest.mark.parametrize("device,msg", [
     ("cuda", "--device cuda: no CUDA GPU is available on this machine"),
     ("gpu", "--device gpu: not a device (use cpu or cuda)"),
-    ("meta", "--device meta: not supported (use cpu or cuda)"),
+    ("meta", "--device meta: not available on this machine (use cpu or cuda)"),
 ])
 def test_an_unusable_device_is_named_before_anything_loads(capsys, tmp_path, models, bad, cmd, device, msg):
     if device == "cuda" and torch.cuda.is_available():

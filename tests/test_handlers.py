@@ -1,0 +1,40 @@
+"""bundle.handlers.ValidateAtEnd on a bare ignite Engine: when the extra validation after the last epoch runs."""
+import pytest
+
+ignite = pytest.importorskip("ignite")
+from ignite.engine import Engine, Events  # noqa: E402
+
+from bundle.handlers import ValidateAtEnd  # noqa: E402
+
+
+class Validator:
+    def __init__(self):
+        self.calls = []
+
+    def run(self, epoch):
+        self.calls.append(epoch)
+
+
+def _trainer(validator, interval, terminate_at=None, resume_finished=False):
+    eng = Engine(lambda e, b: None)
+    ValidateAtEnd(validator, interval).attach(eng)
+    if terminate_at:
+        eng.add_event_handler(Events.ITERATION_COMPLETED(once=terminate_at), lambda e: e.terminate())
+    if resume_finished:  # what MONAI's CheckpointLoader does for a finished run: state restored at STARTED
+        eng.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "epoch", e.state.max_epochs))
+    return eng
+
+
+@pytest.mark.parametrize("max_epochs,interval,calls", [(2, 5, [2]), (3, 2, [3]), (4, 2, []), (4, 1, [])])
+def test_validates_after_a_last_epoch_that_was_not_a_validation_epoch(max_epochs, interval, calls):
+    v = Validator()
+    _trainer(v, interval).run(range(4), max_epochs=max_epochs)
+    assert v.calls == calls  # 4 % 2 == 0: ValidationHandler already validated epoch 4
+
+
+def test_not_after_a_terminated_run_nor_a_resumed_finished_one():
+    v = Validator()
+    _trainer(v, 5, terminate_at=6).run(range(4), max_epochs=2)  # stopped inside the last epoch
+    assert v.calls == []
+    _trainer(v, 5, resume_finished=True).run(range(4), max_epochs=2)  # nothing left to train
+    assert v.calls == []
