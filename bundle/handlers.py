@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
+
 __all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "ValidateAtEnd", "first_loss"]
 
 

@@ -442,6 +442,12 @@ class PairJob:
             self.cache[path] = (arr, self.reg.lung_mask(sq))
         return self.cache[path]
 
+    def reset(self) -> None:
+        """Forget the images, masks and folder names read so far (a new run of the same job)."""
+        self.cache.clear()
+        self.masks.clear()
+        self.used.clear()
+
     def mask(self, path):
         if path not in self.masks:
             self.masks[path] = load_mask(path, self.mask_labels)
@@ -674,9 +680,7 @@ def _run_inference(evaluator, exit_on_error: bool, prefix: str) -> list[dict]:
     c = evaluator.cxreg
     if c.missing:
         raise InputError(c.missing)
-    c.job.cache.clear()
-    c.job.masks.clear()
-    c.job.used.clear()  # a second run names its pairs afresh (the same folders, no __2)
+    c.job.reset()  # a second run reads its files again and names its pairs afresh (the same folders, no __2)
     n0 = len(c.job.status)
     evaluator.run()
     status = c.job.status[n0:]

@@ -31,11 +31,8 @@ def check_device(device) -> str:
                              f"use --device cpu")
         if d.index is not None and d.index >= torch.cuda.device_count():
             raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    elif d.type == "mps":  # Apple GPUs
-        if not torch.backends.mps.is_available():
-            raise InputError(f"--device {device}: no MPS (Apple GPU) device is available on this machine; use --device cpu")
     elif d.type != "cpu":
-        avail = getattr(getattr(torch, d.type, None), "is_available", None)  # torch.xpu, ...
+        avail = getattr(getattr(torch, d.type, None), "is_available", None)  # torch.mps, torch.xpu, ...
         if not (callable(avail) and avail()):
             raise InputError(f"--device {device}: not available on this machine (use cpu or cuda)")
     return str(device)
