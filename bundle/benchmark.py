@@ -632,7 +632,7 @@ def bar_chart(res: dict, path: str | os.PathLike) -> Path:
 # ------------------------------------------------------------------------------------------------------ CLI
 def add_parser(sub) -> None:
     """Register the ``benchmark`` sub-command on the ``cxreg`` sub-parsers."""
-    from .cli import whole
+    from .cli import non_negative, whole
 
     p = sub.add_parser("benchmark", help="time ours against elastix and ANTs SyN, and training throughput; "
                        "writes a Markdown report and a bar chart")
@@ -653,7 +653,7 @@ def add_parser(sub) -> None:
     p.add_argument("--runs-dir", default=None, help="where training runs are (default: <repo>/runs)")
     p.add_argument("--refine", type=whole(0), default=0, help="time ours with this many test-time refinement steps per "
                    "pair (0 = off)")
-    p.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the refinement's "
+    p.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT, help="weight of the refinement's "
                    "lung-mask term (as cxreg register; default %(default)g)")
     p.add_argument("--note", default=None, help="a line printed in bold under the title")
     p.add_argument("--json", default=None, help="also write the raw results to this JSON file")

@@ -20,15 +20,6 @@ def _eval_options(a) -> dict:
             "refine_distance_weight": a.refine_distance_weight, "fix_folds": a.fix_folds or "(the model's setting)"}
 
 
-def _check_refine_weight(a) -> None:
-    import math
-
-    for flag in ("mask", "distance"):
-        v = getattr(a, f"refine_{flag}_weight")
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"--refine-{flag}-weight must be a finite number >= 0, not {v}")
-
-
 def _on_off(v: str | None) -> bool | None:
     """``--fix-folds on|off`` -> True/False; not given -> None (the registration model's own setting)."""
     return None if v is None else v == "on"
@@ -49,7 +40,6 @@ def _cmd_evaluate(a) -> int:
         check_writable(a.out)
     if a.fix_folds is not None and a.method != "ours":
         raise ValueError(f"--fix-folds applies to --method ours, not {a.method}")
-    _check_refine_weight(a)
     if a.method == "ours":
         from .registration import OursMethod
 
@@ -115,7 +105,6 @@ def read_pairs_csv(path) -> list[dict]:
 def _cmd_register(a) -> int:
     from .register import register_files, status_line, write_summary
 
-    _check_refine_weight(a)
     if a.pairs:
         if a.moving or a.fixed:
             raise ValueError("give either MOVING FIXED or --pairs, not both")
@@ -216,6 +205,19 @@ def positive(text: str) -> float:
     return v
 
 
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (the refinement's term weights)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .refine import DEFAULT_MASK_WEIGHT
 
@@ -234,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "masks (oracle)")
     e.add_argument("--refine", type=whole(0), default=0, help="ours: test-time refinement steps per pair (0 = off)")
     e.add_argument("--refine-size", type=whole(8), default=128, help="ours: grid of the refinement (pixels)")
-    e.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="ours: weight of the "
+    e.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT, help="ours: weight of the "
                    "lung-mask overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, "
                    "1 before 0.5.3)")
-    e.add_argument("--refine-distance-weight", type=float, default=0.0, help="ours: weight of the refinement's "
+    e.add_argument("--refine-distance-weight", type=non_negative, default=0.0, help="ours: weight of the refinement's "
                    "boundary term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
     e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
@@ -270,10 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "and right lung of a 0/1/2/3 map); without it a mask with one or two values is lung where it has "
                    "the higher one, one with 3-8 values is refused, a soft mask is lung above half its maximum")
     g.add_argument("--refine", type=whole(0), default=0, help="test-time refinement steps (0 = off)")
-    g.add_argument("--refine-mask-weight", type=float, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
+    g.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
                    "overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, 1 before "
                    "0.5.3)")
-    g.add_argument("--refine-distance-weight", type=float, default=0.0, help="weight of the refinement's boundary "
+    g.add_argument("--refine-distance-weight", type=non_negative, default=0.0, help="weight of the refinement's boundary "
                    "term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")

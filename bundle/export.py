@@ -941,7 +941,7 @@ def _cmd_export(a) -> int:
 
 def add_parser(sub) -> None:
     """Register the ``export`` sub-command on the ``cxreg`` sub-parsers."""
-    from .cli import whole
+    from .cli import non_negative, whole
 
     p = sub.add_parser("export", help="write standalone MONAI bundles (zip) that run without cxreg installed")
     p.add_argument("--bundle", required=True, choices=[*KINDS, "all"])
@@ -953,7 +953,7 @@ def add_parser(sub) -> None:
                    "--seg-model takes them (default: the dataset's), e.g. JSRT256@tta or SHEN256+universal256@tta")
     p.add_argument("--refine", type=whole(0), default=0, help="registration: test-time refinement steps the bundle runs "
                    "by default (0 = off)")
-    p.add_argument("--refine-mask-weight", type=float, default=None, help="registration: the refinement's lung-mask "
+    p.add_argument("--refine-mask-weight", type=non_negative, default=None, help="registration: the refinement's lung-mask "
                    "weight (default: cxreg register's)")
     p.add_argument("--metrics-row", default=None, help="registration: take the bundle's metrics from "
                    "docs/results/registration/<dataset>_<ROW> (checked against the bundle's settings)")

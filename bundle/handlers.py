@@ -148,11 +148,15 @@ class ValidateAtEnd:
     ``check_properties()`` looks for it by name). Not run when a run stops early (:class:`StopOnNonFinite`, an
     ``engine.terminate()``, which ignite also ends with COMPLETED, even inside the last epoch), nor when a
     finished run is started again and resumes with no epoch left to train (that would validate the same weights
-    again and rewrite the exported ``model.pt``).
+    again and rewrite the exported ``model.pt``) -- unless ``key_metric_file`` (the best model the validation
+    writes, the configs' ``<output_dir>/model.pt``) is given and does not exist while the run stands at its last
+    epoch: a run killed during its final validation, or one whose only validation was lost, is validated on the
+    rerun instead of failing at the export.
     """
 
-    def __init__(self, validator, interval: int) -> None:
+    def __init__(self, validator, interval: int, key_metric_file: str | os.PathLike | None = None) -> None:
         self.validator, self.interval = validator, int(interval)
+        self.key_metric_file = None if key_metric_file is None else Path(key_metric_file)
         self._last_done: int | None = None  # the last epoch this process completed
 
     def attach(self, engine) -> None:
@@ -166,5 +170,13 @@ class ValidateAtEnd:
 
     def __call__(self, engine) -> None:
         st = engine.state
-        if self._last_done == st.max_epochs and st.max_epochs % self.interval:
+        missing = (self.key_metric_file is not None and st.epoch == st.max_epochs
+                   and not self.key_metric_file.is_file())
+        if self.key_metric_file is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = [missing]  # rank 0's view (it writes the file), so that every rank validates or none does
+            torch.distributed.broadcast_object_list(flag, src=0)
+            missing = bool(flag[0])
+        if (self._last_done == st.max_epochs and st.max_epochs % self.interval) or missing:
+            if missing:
+                print(f"{self.key_metric_file} not found: validating the last checkpoint's weights to write it")
             self.validator.run(st.epoch)

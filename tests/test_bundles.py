@@ -63,6 +63,14 @@ def test_train_infer_evaluate(toy, tmp_path, name, extra):
                  "--val_interval", "2", "--num_workers", "0", *extra, cwd=tmp_path)
     assert [h["epoch"] for h in json.loads((out / "summary.json").read_text())["history"]] == [2, 3]
     assert ((out / "model.pt").stat().st_mtime_ns, model.read_bytes()) == stamp
+    # killed during its final validation: the checkpoint is there, the best model is not; the rerun validates
+    # the last checkpoint's weights and exports them (before 0.5.8 it failed at the export)
+    (out / "model.pt").unlink()
+    model.unlink()
+    log = monai_bundle("run", "training", "--config_file", str(cfg / "train.json"), *common, "--max_epochs", "3",
+                       "--val_interval", "2", "--num_workers", "0", *extra, cwd=tmp_path)
+    assert "not found: validating the last checkpoint" in log and (out / "model.pt").is_file()
+    assert model.read_bytes() == stamp[1]  # the same weights (epoch 3's) as exported before
 
     # inference on a PNG and a NIfTI of another size: masks come back on the input grid
     inp = tmp_path / "in"

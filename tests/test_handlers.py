@@ -15,9 +15,9 @@ class Validator:
         self.calls.append(epoch)
 
 
-def _trainer(validator, interval, terminate_at=None, resume_finished=False):
+def _trainer(validator, interval, terminate_at=None, resume_finished=False, key_metric_file=None):
     eng = Engine(lambda e, b: None)
-    ValidateAtEnd(validator, interval).attach(eng)
+    ValidateAtEnd(validator, interval, key_metric_file).attach(eng)
     if terminate_at:
         eng.add_event_handler(Events.ITERATION_COMPLETED(once=terminate_at), lambda e: e.terminate())
     if resume_finished:  # what MONAI's CheckpointLoader does for a finished run: state restored at STARTED
@@ -38,3 +38,18 @@ def test_not_after_a_terminated_run_nor_a_resumed_finished_one():
     assert v.calls == []
     _trainer(v, 5, resume_finished=True).run(range(4), max_epochs=2)  # nothing left to train
     assert v.calls == []
+
+
+def test_a_resumed_finished_run_without_its_best_model_is_validated(tmp_path):
+    """Killed during its final validation, a run has its last checkpoint but no ``model.pt``: the rerun (nothing
+    left to train) validates to write it, instead of failing at the export; with the file there it does not."""
+    best = tmp_path / "model.pt"
+    v = Validator()
+    _trainer(v, 5, resume_finished=True, key_metric_file=best).run(range(4), max_epochs=2)
+    assert v.calls == [2]
+    best.write_bytes(b"x")
+    _trainer(v, 5, resume_finished=True, key_metric_file=best).run(range(4), max_epochs=2)
+    assert v.calls == [2]
+    # a fresh run's own last-epoch validation happens once, file or not
+    _trainer(v, 5, key_metric_file=tmp_path / "none.pt").run(range(4), max_epochs=2)
+    assert v.calls == [2, 2]

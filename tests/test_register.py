@@ -449,12 +449,19 @@ def test_reg_settings_read_bool_strings_and_refuse_others():
         RegSettings(fix_folds="maybe")
 
 
-@pytest.mark.parametrize("cmd", ["register", "evaluate"])
-@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
-@pytest.mark.parametrize("term", ["mask", "distance"])
-def test_refine_weights_are_checked_before_anything_runs(tmp_path, capsys, cmd, value, term):
-    args = ["register", "m.png", "f.png"] if cmd == "register" else ["evaluate", "--method", "ours"]
-    assert main([*args, "--out", str(tmp_path / "o"), f"--refine-{term}-weight", value]) == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"cxreg {cmd}: error: --refine-{term}-weight must be a finite number >= 0")
+@pytest.mark.parametrize("cmd,term", [("register", "mask"), ("register", "distance"), ("evaluate", "mask"),
+                                      ("evaluate", "distance"), ("export", "mask"), ("benchmark", "mask")])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "x"])
+def test_refine_weights_are_refused_by_the_parser(tmp_path, capsys, cmd, value, term):
+    """A negative, NaN, infinite or non-numeric refinement weight is a usage error (exit 2, one line naming the
+    flag) before any model or data is touched (export and benchmark take only the mask weight)."""
+    args = {"register": ["register", "m.png", "f.png"], "evaluate": ["evaluate", "--method", "ours"],
+            "export": ["export", "--bundle", "registration", "--dataset", "JSRT"], "benchmark": ["benchmark"]}[cmd]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--out", str(tmp_path / "o"), f"--refine-{term}-weight", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"cxreg {cmd}: error: argument --refine-{term}-weight: expected a")
+    assert ">= 0" in err[0] and value in err[0]
     assert not (tmp_path / "o").exists()
