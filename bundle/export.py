@@ -669,6 +669,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
         return out
     inf = _rewrite(_repo_cfg(kind, "inference.json"))
     inf["imports"] = _imports(inf)
+    inf.pop("model", None)  # the repository's model-name id: a bundle has its one models/model.pt
     inf.update({"bundle_root": BUNDLE_ROOT_EXPR, "dataset": dataset,
                 "model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
                 "output_dir": "$os.path.join(@bundle_root, 'eval')"})

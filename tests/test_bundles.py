@@ -123,6 +123,33 @@ def test_configs_have_the_model_zoo_workflow_properties(toy, tmp_path, cfg, kind
     assert w.check_properties() == []
 
 
+@pytest.mark.parametrize("cfg,prefix,default", [("segmentation/inference.json", "segmentation_", "universal"),
+                                                ("autoencoder/inference.json", "autoencoder_", "JSRT"),
+                                                ("inference.json", "", "universal")])
+def test_inference_configs_pick_the_model_by_model_or_by_dataset(cfg, prefix, default):
+    """``--model JSRT256`` names the shipped model (since 0.5.8); ``--dataset`` still does when ``--model`` is not
+    given (the id it used to be), and ``--model`` wins over it."""
+    from monai.bundle import ConfigParser
+
+    def path(**over):
+        p = ConfigParser()
+        p.read_config(str(REPO / "configs" / cfg))
+        p.update(over)
+        return str(p.get_parsed_content("model_path"))
+
+    ext = ".pt" if prefix else ""
+    assert path().endswith(f"{prefix}{default}{ext}")
+    assert path(dataset="MONT").endswith(f"{prefix}MONT{ext}")
+    assert path(dataset="MONT", model="SHEN").endswith(f"{prefix}SHEN{ext}")
+    if prefix == "segmentation_":  # a 256 model loaded through the config runs at 256 (the size is in its weights)
+        p = ConfigParser()
+        p.read_config(str(REPO / "configs" / cfg))
+        p.update({"model": "JSRT256", "device": "$torch.device('cpu')"})
+        net = p.get_parsed_content("network")
+        net.load_state_dict(torch.load(p.get_parsed_content("model_path"), weights_only=True))
+        assert net.work_size == 256
+
+
 @pytest.mark.parametrize("name", ["segmentation", "autoencoder", "registration"])
 def test_metadata_and_network_io(name):
     cfg = REPO / "configs" / (name if name != "registration" else "")
