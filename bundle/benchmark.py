@@ -653,8 +653,8 @@ def add_parser(sub) -> None:
     p.add_argument("--runs-dir", default=None, help="where training runs are (default: <repo>/runs)")
     p.add_argument("--refine", type=whole(0), default=0, help="time ours with this many test-time refinement steps per "
                    "pair (0 = off)")
-    p.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT, help="weight of the refinement's "
-                   "lung-mask term (as cxreg register; default %(default)g)")
+    p.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT,
+                   help="weight of the refinement's lung-mask term (as cxreg register; default %(default)g)")
     p.add_argument("--note", default=None, help="a line printed in bold under the title")
     p.add_argument("--json", default=None, help="also write the raw results to this JSON file")
     p.add_argument("--quiet", action="store_true")

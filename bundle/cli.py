@@ -272,11 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "and right lung of a 0/1/2/3 map); without it a mask with one or two values is lung where it has "
                    "the higher one, one with 3-8 values is refused, a soft mask is lung above half its maximum")
     g.add_argument("--refine", type=whole(0), default=0, help="test-time refinement steps (0 = off)")
-    g.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT, help="weight of the lung-mask "
-                   "overlap term of the refinement (image similarity 1, smoothness 0.5; default %(default)g, 1 before "
-                   "0.5.3)")
-    g.add_argument("--refine-distance-weight", type=non_negative, default=0.0, help="weight of the refinement's boundary "
-                   "term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
+    g.add_argument("--refine-mask-weight", type=non_negative, default=DEFAULT_MASK_WEIGHT,
+                   help="weight of the lung-mask overlap term of the refinement (image similarity 1, smoothness "
+                   "0.5; default %(default)g, 1 before 0.5.3)")
+    g.add_argument("--refine-distance-weight", type=non_negative, default=0.0,
+                   help="weight of the refinement's boundary term (mismatched lung weighted by its distance to "
+                   "the fixed mask's border; 0 = off)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
     g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -954,8 +954,8 @@ def add_parser(sub) -> None:
                    "--seg-model takes them (default: the dataset's), e.g. JSRT256@tta or SHEN256+universal256@tta")
     p.add_argument("--refine", type=whole(0), default=0, help="registration: test-time refinement steps the bundle runs "
                    "by default (0 = off)")
-    p.add_argument("--refine-mask-weight", type=non_negative, default=None, help="registration: the refinement's lung-mask "
-                   "weight (default: cxreg register's)")
+    p.add_argument("--refine-mask-weight", type=non_negative, default=None,
+                   help="registration: the refinement's lung-mask weight (default: cxreg register's)")
     p.add_argument("--metrics-row", default=None, help="registration: take the bundle's metrics from "
                    "docs/results/registration/<dataset>_<ROW> (checked against the bundle's settings)")
     p.add_argument("--name", default=None, help="bundle name (default cxreg_<bundle>_<dataset>)")
