@@ -23,13 +23,32 @@ import torch
 from .losses import GlobalNCCLoss
 from .spatial import identity_grid, integrate_velocity, resize_ddf, resize_image, warp
 
-__all__ = ["refine_residual", "refine_loss", "border_distances", "boundary_term"]
+__all__ = ["refine_residual", "refine_loss", "border_distances", "boundary_term", "check_weights"]
 
 
 #: Default weight of the lung-mask overlap term (image similarity 1, smoothness 0.5). 1.0 until 0.5.3; 40 was
 #: measured better on every dataset and with every segmentation tried (docs/registration.md, "Heavier mask
 #: terms, once more"), e.g. JSRT with the default lung masks DSC 0.9713 -> 0.9725, HD 11.05 -> 10.69.
 DEFAULT_MASK_WEIGHT = 40.0
+
+
+def check_weights(weights: dict | None) -> dict:
+    """The refinement's term weights (``w_img``, ``w_mask``, ``w_smooth``, ``w_dist``) as floats, checked:
+    each must be a finite number >= 0, else ``ValueError`` naming it (``cxreg`` checks the same in its parser).
+    Other keys (``fixed_dist``) pass unchanged."""
+    import math
+
+    out = dict(weights or {})
+    for k in ("w_img", "w_mask", "w_smooth", "w_dist"):
+        if k in out:
+            try:
+                v = float(out[k])
+            except (TypeError, ValueError):
+                raise ValueError(f"refinement weight {k} must be a finite number >= 0, not {out[k]!r}") from None
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"refinement weight {k} must be a finite number >= 0, not {out[k]}")
+            out[k] = v
+    return out
 
 
 def _soft_dice(a, b, eps=1e-5):

@@ -80,6 +80,9 @@ class Registrar:
         from .workflow import check_device
 
         check_device(device)  # before the weights are mapped onto it
+        from .refine import check_weights
+
+        check_weights({"w_mask": refine_mask_weight, "w_dist": refine_distance_weight})  # before anything loads
         net, settings = load_registration(model, device)
         from .priors import shipped_name
 
@@ -96,8 +99,10 @@ class Registrar:
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()
         self.device, self.size, self.refine_steps, self.fix_folds = device, size, refine_steps, fix_folds
-        self.refine_mask_weight = float(refine_mask_weight)
-        self.refine_distance_weight = float(refine_distance_weight)
+        from .refine import check_weights
+
+        w = check_weights({"w_mask": refine_mask_weight, "w_dist": refine_distance_weight})
+        self.refine_mask_weight, self.refine_distance_weight = w["w_mask"], w["w_dist"]
 
     @classmethod
     def from_networks(cls, net: torch.nn.Module, settings, seg: torch.nn.Module, device: str = "cpu",

@@ -205,12 +205,12 @@ def predict_field(net: torch.nn.Module, settings: RegSettings, moving: torch.Ten
     if refine_steps > 0:
         if ma is None or fa is None:
             raise ValueError("refinement needs moving_attn and fixed_attn masks")
-        from .refine import refine_residual
+        from .refine import check_weights, refine_residual
 
         full_m = moving * moving_attn if settings.attention else moving
         full_f = fixed * fixed_attn if settings.attention else fixed
         out = refine_residual(out, full_m, full_f, moving_attn, fixed_attn, settings, aff, steps=refine_steps,
-                              size=refine_size, **(refine_weights or {}))
+                              size=refine_size, **check_weights(refine_weights))
         s = refine_size  # the field now lives on the refinement grid
     velocity = None
     if settings.integrate:
@@ -468,7 +468,9 @@ class EvalStep:
                  refine_weights: dict | None = None, fix_folds: bool | None = False):
         self.settings = settings
         self.refine_steps, self.refine_size = int(refine_steps), int(refine_size)
-        self.refine_weights, self.fix_folds = refine_weights, fix_folds
+        from .refine import check_weights
+
+        self.refine_weights, self.fix_folds = check_weights(refine_weights), fix_folds
 
     @torch.no_grad()
     def __call__(self, engine, batch) -> dict:
@@ -546,6 +548,9 @@ class OursMethod:
     def __init__(self, model: str | os.PathLike = "JSRT", seg_model: str | os.PathLike | None = None,
                  device: str = "cpu", refine_steps: int = 0, refine_size: int = 128, fix_folds: bool | None = None,
                  refine_weights: dict | None = None):
+        from .refine import check_weights
+
+        refine_weights = check_weights(refine_weights)  # before the models load
         self.net, self.settings = load_registration(model, device)
         self.refine_steps, self.refine_size, self.fix_folds = refine_steps, refine_size, fix_folds
         self.refine_weights = refine_weights

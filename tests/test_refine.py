@@ -144,3 +144,30 @@ def test_refining_in_sub_batches_gives_the_same_fields_as_all_at_once():
     finally:
         R.refine_loss = orig
     assert sorted(set(calls)) == [1, 8]
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "x", None])
+def test_bad_refinement_weights_are_refused_before_any_model_loads(bad, tmp_path):
+    """The Python API checks what the CLI's parser checks: ``check_weights`` names the weight; ``Registrar`` and
+    ``OursMethod`` refuse before loading anything (the missing model file is never reached), ``EvalStep`` at
+    construction, ``predict_field`` before refining."""
+    from bundle.refine import check_weights
+    from bundle.register import Registrar
+    from bundle.registration import EvalStep, OursMethod
+
+    assert check_weights({"w_mask": "80", "w_dist": 0, "fixed_dist": "t"}) == {"w_mask": 80.0, "w_dist": 0.0,
+                                                                             "fixed_dist": "t"}
+    assert check_weights(None) == {}
+    with pytest.raises(ValueError, match="refinement weight w_mask must be a finite number >= 0"):
+        check_weights({"w_mask": bad})
+    missing = str(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="refinement weight w_dist"):
+        Registrar(missing, refine_distance_weight=bad)
+    with pytest.raises(ValueError, match="refinement weight w_mask"):
+        OursMethod(missing, refine_weights={"w_mask": bad})
+    with pytest.raises(ValueError, match="refinement weight w_smooth"):
+        EvalStep(RegSettings(), refine_steps=1, refine_weights={"w_smooth": bad})
+    x = _blob(32)
+    with pytest.raises(ValueError, match="refinement weight w_img"):
+        predict_field(MultiScaleRegNet().eval(), RegSettings(work_size=32), x, x, x, x, refine_steps=1,
+                      refine_weights={"w_img": bad})
