@@ -343,13 +343,19 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         from .refine import DEFAULT_MASK_WEIGHT
         from .workflow import load_weights
 
+        from .refine import check_weights as check_refine_weights
+
         device = str(device)
         refine_steps = reg_mod.count_arg(refine_steps, "--refine_steps")
+        try:
+            w = check_refine_weights({"w_mask": DEFAULT_MASK_WEIGHT if refine_mask_weight is None
+                                      else refine_mask_weight})["w_mask"]
+        except ValueError:
+            raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_tta = bool_arg(seg_tta, "--seg_tta")
         seg = _bundle_segmentation(root, seg_network, seg_models, seg_tta)
-        w = DEFAULT_MASK_WEIGHT if refine_mask_weight is None else float(refine_mask_weight)
         registrar = reg_mod.Registrar.from_networks(network, settings, seg.to(device).eval(), device=device,
                                                     refine_steps=refine_steps,
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),

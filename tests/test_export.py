@@ -279,6 +279,22 @@ def test_damaged_weights_stop_with_one_line(unpacked, pair, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@needs_weights
+def test_a_bad_refinement_weight_stops_the_bundle_with_one_line(unpacked, pair, tmp_path):
+    """``--refine_mask_weight nan`` (or -1) reaches the bundle through Fire unchecked by any parser: the bundle's
+    evaluator refuses it before any weight loads (before 0.5.8 a NaN weight ran and gave a NaN-driven field)."""
+    moving, fixed = pair
+    for bad in ("nan", "-1"):
+        r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                            "configs/inference.json", "--moving", str(moving), "--fixed", str(fixed), "--output_dir",
+                            str(tmp_path / "out"), "--refine_steps", "2", "--refine_mask_weight", bad], cwd=unpacked,
+                           capture_output=True, text=True, env=_env(), timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert last == f"cxreg bundle: error: --refine_mask_weight must be a finite number >= 0, not {bad}"
+        assert not (tmp_path / "out").exists()
+
+
 def test_torch_mask_cleaning_equals_monai():
     from bundle.priors import clean_masks
 
