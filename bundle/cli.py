@@ -192,30 +192,27 @@ def whole(lo: int):
     return parse
 
 
-def positive(text: str) -> float:
-    """argparse type: a finite number > 0."""
+def _finite_number(text: str, zero_ok: bool) -> float:
     import math
 
+    bound = ">= 0" if zero_ok else "> 0"
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, not {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, not {text}")
+        raise argparse.ArgumentTypeError(f"expected a number {bound}, not {text!r}") from None
+    if not (math.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, not {text}")
     return v
+
+
+def positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _finite_number(text, zero_ok=False)
 
 
 def non_negative(text: str) -> float:
     """argparse type: a finite number >= 0 (the refinement's term weights)."""
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, not {text}")
-    return v
+    return _finite_number(text, zero_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
