@@ -162,29 +162,34 @@ class Registrar:
         u = out["ddf"].cpu()  # (1, 2, S, S) on the fixed square grid
         # fixed pixel p -> square-grid position q -> moving square position q + u(q) -> moving pixel
         h, w = fixed.shape
-        rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                    indexing="ij")
-        p = torch.stack([rows, cols])  # 2,h,w
+        # the (2, h, w) arrays below are 32 MiB each for a 2048 x 2048 fixed image: built in place, freed early
+        p = torch.stack(torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                       indexing="ij"))  # 2,h,w
         pad_f = torch.tensor(f_pad, dtype=torch.float32).view(2, 1, 1)
-        q = (p + pad_f + 0.5) * (S / f_side) - 0.5
-        grid = torch.stack([q[1] / (S - 1) * 2 - 1, q[0] / (S - 1) * 2 - 1], -1)[None]  # x (col) first
+        q = (p + pad_f).add_(0.5).mul_(S / f_side).sub_(0.5)
         if (h, w) == (S, S):  # already on the working grid: sampling u at its own pixels is u itself
             uq = u[0]
         else:
+            grid = torch.stack([q[1] / (S - 1) * 2 - 1, q[0] / (S - 1) * 2 - 1], -1)[None]  # x (col) first
             uq = F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+            del grid
         pad_m = torch.tensor(m_pad, dtype=torch.float32).view(2, 1, 1)
-        pm = (q + uq + 0.5) * (m_side / S) - 0.5 - pad_m  # moving pixel coordinates
+        pm = q.add_(uq).add_(0.5).mul_(m_side / S).sub_(0.5 + pad_m)  # moving pixel coordinates (q's buffer)
+        del q, uq
         ddf = pm - p
         fix = self.settings.fix_folds if self.fix_folds is None else self.fix_folds
         removed = int(out["folds_fixed"][0]) if "folds_fixed" in out else 0  # on the S x S working grid
+        jac = jacobian_determinant(ddf[None])[0]
         if fix:  # resampling to another image grid can tip a few pixels again: repair them on this grid too
-            again = int((jacobian_determinant(ddf[None]) <= 0).sum())
+            again = int((jac <= 0).sum())
             if again:
                 ddf = remove_folds(ddf[None])[0][0]
                 pm = p + ddf
                 removed += again
+                jac = jacobian_determinant(ddf[None])[0]
+        del p
         warped = self._sample(moving.astype(np.float32), pm, "bilinear", "border")
-        res = {"ddf": ddf.numpy(), "warped": warped, "jacobian": jacobian_determinant(ddf[None])[0].numpy()}
+        res = {"ddf": ddf.numpy(), "warped": warped, "jacobian": jac.numpy()}
         mm = moving_mask if moving_mask is not None else self._unsquare(ma, m_pad, m_side, moving.shape)
         res["warped_mask"] = (self._sample(mm.astype(np.float32), pm, "bilinear", "zeros") > 0.5).astype(np.uint8)
         res["fixed_mask"] = fixed_mask if fixed_mask is not None else self._unsquare(fa, f_pad, f_side, fixed.shape)
@@ -299,6 +304,28 @@ def _itk_geometry(path: str | os.PathLike, shape):
     return np.zeros(2), np.ones(2), np.eye(2)
 
 
+def _physical_ddf(ddf: np.ndarray, fixed_geom, moving_geom) -> np.ndarray:
+    """(H, W, 2) float32 ITK displacement field: for each fixed pixel, the physical (x, y) position of the moving
+    point it samples minus its own, from the pull-back field ``ddf`` (2, H, W) (pixels, rows then columns) and the
+    (origin, spacing, direction) of the two images (:func:`_itk_geometry`).
+
+    With index ``i = (col, row)`` and ``A = D_m S_m``, ``B = D_f S_f``: ``v = o_m - o_f + (A - B) i + A (u_col,
+    u_row)``, the index terms from 1-D rows and columns, so that the only (H, W) arrays are the output and one
+    temporary (a 2048 x 2048 field: 32 + 16 MiB), and equal geometries cancel exactly."""
+    (fo, fs, fd), (mo, ms, md) = fixed_geom, moving_geom
+    a, b = np.asarray(md, np.float64) * np.asarray(ms, np.float64), np.asarray(fd, np.float64) * np.asarray(fs, np.float64)
+    c = np.asarray(mo, np.float64) - np.asarray(fo, np.float64)
+    h, w = ddf.shape[1:]
+    col, row = np.arange(w, dtype=np.float64)[None, :], np.arange(h, dtype=np.float64)[:, None]
+    out = np.empty((h, w, 2), np.float32)
+    for k in range(2):
+        o = out[..., k]
+        o[...] = (c[k] + (a[k, 0] - b[k, 0]) * col).astype(np.float32) + ((a[k, 1] - b[k, 1]) * row).astype(np.float32)
+        o += np.float32(a[k, 0]) * ddf[1]
+        o += np.float32(a[k, 1]) * ddf[0]
+    return out
+
+
 def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path, overwrite: bool = False,
                   options: dict | None = None, metrics: dict | None = None, fixed_img: np.ndarray | None = None,
                   moving_img: np.ndarray | None = None) -> Path:
@@ -321,7 +348,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
             mo, ms, md = _itk_geometry(moving_path, mov.shape)
 
             def itk_on_fixed_grid(arr, name, **kw):  # origin, spacing and direction of the fixed image
-                im = itk.image_from_array(arr, **kw)
+                im = itk.image_view_from_array(arr, **kw)  # a view, not a copy (arr outlives the write)
                 im.SetOrigin(fo.tolist())
                 im.SetSpacing(fs.tolist())
                 im.SetDirection(itk.matrix_from_array(fd.astype(np.float64)))
@@ -333,16 +360,7 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
                 dt = np.uint16 if mov.max() > 255 else np.uint8
                 save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
             # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
-            h, w = fixed_img.shape
-            # float32 throughout (memory: a 2048x2048 fixed image needs 32 MiB per (H, W, 2) array)
-            rr, cc = np.mgrid[0:h, 0:w].astype(np.float32)
-            idx_f = np.stack([cc, rr], -1)  # (x, y) index
-            del rr, cc
-            idx_m = idx_f + np.stack([res["ddf"][1], res["ddf"][0]], -1)
-            f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-            vec_arr = (f32(mo) + (idx_m * f32(ms)) @ f32(md).T) - (f32(fo) + (idx_f * f32(fs)) @ f32(fd).T)
-            del idx_f, idx_m
-            itk_on_fixed_grid(vec_arr, "ddf.nii.gz", is_vector=True)
+            itk_on_fixed_grid(_physical_ddf(res["ddf"], (fo, fs, fd), (mo, ms, md)), "ddf.nii.gz", is_vector=True)
             itk_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
             save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
             f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped

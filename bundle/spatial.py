@@ -149,7 +149,11 @@ def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected a (B, 2, H, W) field, got {tuple(ddf.shape)}")
     d0u0, d1u0 = torch.gradient(ddf[:, 0].float(), dim=(1, 2))
     d0u1, d1u1 = torch.gradient(ddf[:, 1].float(), dim=(1, 2))
-    return (1 + d0u0) * (1 + d1u1) - d1u0 * d0u1
+    if torch.is_grad_enabled() and ddf.requires_grad:
+        return (1 + d0u0) * (1 + d1u1) - d1u0 * d0u1
+    # no graph to keep: the same arithmetic in the four gradient buffers (peak 4 instead of ~9 (B, H, W) arrays;
+    # a 2048 x 2048 field: ~65 MiB instead of ~175 MiB)
+    return d0u0.add_(1).mul_(d1u1.add_(1)).sub_(d1u0.mul_(d0u1))
 
 
 def remove_folds(ddf: torch.Tensor, max_iters: int = 1000, radius: int = 2, min_det: float = 0.0,

@@ -213,3 +213,22 @@ def test_remove_folds_reports_what_it_could_not_fix():
 
     v, left = remove_folds(_bump(amp=30.0), max_iters=1)
     assert int(left[0]) == int((jacobian_determinant(v) <= 0).sum()) > 0
+
+
+def test_jacobian_without_a_graph_equals_the_differentiable_one_and_leaves_the_field_alone():
+    """Without autograd the determinant is computed in its gradient buffers (less memory); the values are those
+    of the out-of-place formula, the input field is unchanged, and with ``requires_grad`` gradients still flow."""
+    g = torch.Generator().manual_seed(0)
+    ddf = torch.randn(2, 2, 17, 23, generator=g) * 3
+    keep = ddf.clone()
+    with torch.no_grad():
+        lean = jacobian_determinant(ddf)
+    assert torch.equal(ddf, keep)
+    d0u0, d1u0 = torch.gradient(ddf[:, 0], dim=(1, 2))
+    d0u1, d1u1 = torch.gradient(ddf[:, 1], dim=(1, 2))
+    torch.testing.assert_close(lean, (1 + d0u0) * (1 + d1u1) - d1u0 * d0u1, rtol=0, atol=1e-5)
+    x = ddf.clone().requires_grad_(True)
+    det = jacobian_determinant(x)
+    det.sum().backward()
+    torch.testing.assert_close(det.detach(), lean, rtol=0, atol=1e-5)
+    assert x.grad is not None and x.grad.abs().sum() > 0
