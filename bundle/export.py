@@ -341,9 +341,8 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         meta = check_weights(root)
         from . import register as reg_mod
         from .refine import DEFAULT_MASK_WEIGHT
-        from .workflow import load_weights
-
         from .refine import check_weights as check_refine_weights
+        from .workflow import load_weights
 
         device = str(device)
         refine_steps = reg_mod.count_arg(refine_steps, "--refine_steps")

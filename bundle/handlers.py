@@ -10,11 +10,12 @@
 - :class:`ValidateAtEnd` (beside MONAI's ``ValidationHandler`` in each trainer) validates once more after the
   last epoch when that epoch was not a multiple of ``interval``: a short run (``--max_epochs 2`` with
   ``val_interval`` 5, a quick fine-tune) still validates, keeps its best weights and exports them, instead of
-  failing at the end.
+  failing at the end; with ``key_metric_file`` a rerun of a run killed during that validation validates it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -146,37 +147,80 @@ class ValidateAtEnd:
 
     Kept apart from MONAI's ``ValidationHandler``, which stays in the configs as it is (MONAI's
     ``check_properties()`` looks for it by name). Not run when a run stops early (:class:`StopOnNonFinite`, an
-    ``engine.terminate()``, which ignite also ends with COMPLETED, even inside the last epoch), nor when a
-    finished run is started again and resumes with no epoch left to train (that would validate the same weights
-    again and rewrite the exported ``model.pt``) -- unless ``key_metric_file`` (the best model the validation
-    writes, the configs' ``<output_dir>/model.pt``) is given and does not exist while the run stands at its last
-    epoch: a run killed during its final validation, or one whose only validation was lost, is validated on the
-    rerun instead of failing at the export.
+    ``engine.terminate()``, which ignite also ends with COMPLETED, even inside the last epoch).
+
+    A finished run started again resumes with no epoch left to train. With ``key_metric_file`` (the best model
+    the validation writes, the configs' ``<output_dir>/model.pt``) such a rerun validates the restored weights
+    when the file is missing, or when the last epoch needed this handler's validation and
+    ``final_validation.json`` beside the file (``{"epoch": N}``, rewritten when any run of ``validator``
+    completes, after its best model is saved) does not name that epoch: a run killed during its final
+    validation is validated on the rerun, instead of failing at the export or silently exporting an earlier
+    epoch's best model. Otherwise the rerun validates nothing (its
+    ``model.pt`` stays as it was). Under DDP rank 0 decides, so every rank validates or none does.
     """
+
+    RECORD = "final_validation.json"
 
     def __init__(self, validator, interval: int, key_metric_file: str | os.PathLike | None = None) -> None:
         self.validator, self.interval = validator, int(interval)
         self.key_metric_file = None if key_metric_file is None else Path(key_metric_file)
         self._last_done: int | None = None  # the last epoch this process completed
+        self._iterated = False  # whether this process ran any training iteration
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
+        engine.add_event_handler(Events.ITERATION_STARTED(once=1), self._iteration_started)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_done)
         engine.add_event_handler(Events.COMPLETED, self)
+        if self.key_metric_file is not None:  # MONAI's ValidationHandler's runs and ours alike
+            self.validator.add_event_handler(Events.COMPLETED, self._record)
+
+    def _record(self, validator) -> None:
+        """``final_validation.json``: the epoch the validator has just validated (rank 0; atomic)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
+            return
+        rec = self.key_metric_file.parent / self.RECORD
+        tmp = rec.with_name(rec.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"epoch": int(validator.state.epoch)}))
+            os.replace(tmp, rec)
+        except OSError:  # the folder went away or is read-only: a rerun validates once more, no harm
+            pass
+
+    def _iteration_started(self, engine) -> None:
+        self._iterated = True
 
     def _epoch_done(self, engine) -> None:
         self._last_done = engine.state.epoch
 
+    def _recorded_epoch(self) -> int | None:
+        try:
+            return int(json.loads((self.key_metric_file.parent / self.RECORD).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _rerun_reason(self, st) -> str | None:
+        """Why a resumed run with nothing left to train must validate (rank 0's view), or None."""
+        if self.key_metric_file is None or self._iterated or st.epoch != st.max_epochs:
+            return None
+        if not self.key_metric_file.is_file():
+            return f"{self.key_metric_file} not found"
+        if st.max_epochs % self.interval and self._recorded_epoch() != st.max_epochs:
+            return f"epoch {st.max_epochs} was not validated ({self.key_metric_file.parent / self.RECORD})"
+        return None
+
     def __call__(self, engine) -> None:
         st = engine.state
-        missing = (self.key_metric_file is not None and st.epoch == st.max_epochs
-                   and not self.key_metric_file.is_file())
-        if self.key_metric_file is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-            flag = [missing]  # rank 0's view (it writes the file), so that every rank validates or none does
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank0 = not distributed or torch.distributed.get_rank() == 0
+        reason = self._rerun_reason(st)
+        if self.key_metric_file is not None and distributed:
+            flag = [reason]  # rank 0's view (it writes the files), so that every rank validates or none does
             torch.distributed.broadcast_object_list(flag, src=0)
-            missing = bool(flag[0])
-        if (self._last_done == st.max_epochs and st.max_epochs % self.interval) or missing:
-            if missing:
-                print(f"{self.key_metric_file} not found: validating the last checkpoint's weights to write it")
+            reason = flag[0]
+        fresh = self._last_done == st.max_epochs and st.max_epochs % self.interval
+        if fresh or reason:
+            if reason and rank0:
+                print(f"{reason}: validating the last checkpoint's weights")
             self.validator.run(st.epoch)

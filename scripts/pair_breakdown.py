@@ -28,16 +28,27 @@ def line(name, rows):
     return f"| {name} | {len(rows)} | {m['dsc']:.4f} | {m['hd']:.2f} | {m['assd']:.3f} | {m['jac']:.2f} |"
 
 
+def at_least_one(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text}")
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("eval_dir", help="an output folder of cxreg evaluate (with pairs.csv)")
     p.add_argument("ids", nargs="*", default=RETROCARDIAC, help="image ids (default: the five retrocardiac SHEN ones)")
-    p.add_argument("--worst", type=int, default=5, help="how many of the worst images to list")
+    p.add_argument("--worst", type=at_least_one, default=5, help="how many of the worst images to list")
     a = p.parse_args(argv)
     f = Path(a.eval_dir) / "pairs.csv"
     if not f.is_file():
         p.error(f"{f}: not found")
-    rows = list(csv.DictReader(open(f, newline="")))
+    with open(f, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     ids = set(a.ids)
     with_ = [r for r in rows if r["moving"] in ids or r["fixed"] in ids]
     rest = [r for r in rows if not (r["moving"] in ids or r["fixed"] in ids)]

@@ -21,3 +21,6 @@ def test_split_means_and_worst_image(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "pair_breakdown.py"), str(tmp_path / "none")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "pairs.csv: not found" in bad.stderr.strip().splitlines()[-1]
+    neg = subprocess.run([sys.executable, str(ROOT / "scripts" / "pair_breakdown.py"), str(tmp_path), "--worst", "-1"],
+                         capture_output=True, text=True)
+    assert neg.returncode == 2 and "expected a whole number >= 1, not -1" in neg.stderr.strip().splitlines()[-1]
