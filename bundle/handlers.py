@@ -53,15 +53,55 @@ class CheckpointSaver(_MonaiCheckpointSaver):
       ``os.replace``-s it onto the final name and adds group/other read permission; MONAI builds its savers
       with ``atomic=False``, which we switch back on.
     - The checkpoint a new one replaces (``n_saved``) is removed only after the new one is on disk.
+    - The best score across a resume: with a fixed ``key_metric_filename`` (the configs' ``model.pt``) each key-
+      metric save also writes ``<key_metric_filename>.score.json`` (the score and ignite's name for the file);
+      ``resume_best=True`` (the configs: when the run resumes from a checkpoint) starts from that score when both
+      files are there, so a validation after a resume replaces the best model only if it scores higher (MONAI's
+      saver starts each process with no score: the first validation after a resume always replaced it).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, resume_best: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         for ck in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ck is not None:
                 h = ck.save_handler
                 h._atomic = True
                 h.__class__ = type(f"SaveThenRemove{type(h).__name__}", (_SaveThenRemove, type(h)), {})
+        ck = self._key_metric_checkpoint
+        name = getattr(ck.save_handler, "filename", None) if ck is not None else None
+        self._best_file = None if name is None else Path(self.save_dir) / name
+        if resume_best and self._best_file is not None:
+            prior = self.best_score()
+            if prior is not None:
+                ck._saved = [ck.Item(prior[0], prior[1])]
+
+    def best_score(self) -> tuple[float, str] | None:
+        """(score, ignite's file name) of the best model in ``save_dir`` from ``.score.json``, if both exist."""
+        if self._best_file is None or not self._best_file.is_file():
+            return None
+        try:
+            d = json.loads(self._score_file().read_text())
+            score = float(d["score"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return (score, str(d.get("filename", self._best_file.name))) if math.isfinite(score) else None
+
+    def _score_file(self) -> Path:
+        return self._best_file.with_name(self._best_file.name + ".score.json")
+
+    def metrics_completed(self, engine) -> None:
+        super().metrics_completed(engine)
+        ck = self._key_metric_checkpoint
+        if self._best_file is None or not ck._saved:
+            return
+        item = ck._saved[-1]
+        f = self._score_file()
+        tmp = f.with_name(f.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"score": float(item.priority), "filename": str(item.filename)}))
+            os.replace(tmp, f)
+        except OSError:  # cannot be written: a resumed run starts without the score, as MONAI's saver does
+            pass
 
 
 class NonFiniteError(RuntimeError):

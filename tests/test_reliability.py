@@ -494,6 +494,40 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["checkpoint_epoch=3.pt"]
 
 
+def test_best_model_score_survives_a_resume(tmp_path):
+    """The key-metric saver (``model.pt``) of a resumed run starts from the score of the best model on disk:
+    a worse validation after the resume keeps it, a better one replaces it; without ``resume_best`` (MONAI's
+    behaviour, and a run that does not resume) the first validation replaces it whatever it scores."""
+    from ignite.engine import Engine, Events
+
+    from bundle.handlers import CheckpointSaver
+
+    net = torch.nn.Linear(2, 2)
+
+    def validate(metric, resume_best):
+        ev = Engine(lambda e, b: None)
+
+        @ev.on(Events.STARTED)
+        def _set(e):
+            e.state.metrics = {"dice": metric}
+
+        CheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="dice",
+                        key_metric_filename="model.pt", resume_best=resume_best).attach(ev)
+        with torch.no_grad():
+            net.weight.fill_(metric)  # the weights say which validation wrote model.pt
+        ev.run([0], max_epochs=1)
+        return float(torch.load(tmp_path / "model.pt", weights_only=True)["weight"][0, 0])  # one object: its state dict
+
+    assert validate(0.9, resume_best=True) == pytest.approx(0.9)  # nothing on disk yet: saved
+    assert json.loads((tmp_path / "model.pt.score.json").read_text())["score"] == pytest.approx(0.9)
+    assert validate(0.8, resume_best=True) == pytest.approx(0.9)  # resumed, worse: kept
+    assert validate(0.95, resume_best=True) == pytest.approx(0.95)  # resumed, better: replaced
+    assert validate(0.5, resume_best=False) == pytest.approx(0.5)  # not resumed: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.score.json"]
+    (tmp_path / "model.pt").unlink()  # the score without its model is not used
+    assert validate(0.1, resume_best=True) == pytest.approx(0.1)
+
+
 def test_sigkill_mid_training_then_resume_finishes(toy, tmp_path):
     """SIGKILL in the middle of epoch 3 (the process kills itself after its 5th iteration, 2 per epoch: no race
     with the clock), then the same command again: it resumes from the last whole checkpoint and finishes."""
