@@ -27,6 +27,17 @@ from monai.handlers import CheckpointSaver as _MonaiCheckpointSaver
 __all__ = ["CheckpointSaver", "StopOnNonFinite", "NonFiniteError", "ValidateAtEnd", "first_loss"]
 
 
+def _write_json_or_skip(path: Path, data: dict) -> None:
+    """:func:`bundle.io.write_text_atomic` of ``data`` as JSON, skipped on ``OSError`` (a folder gone away or
+    read-only): the small records written here are conveniences, not results."""
+    from .io import write_text_atomic
+
+    try:
+        write_text_atomic(path, json.dumps(data))
+    except OSError:
+        pass
+
+
 class _SaveThenRemove:
     """Mixin for a ``DiskSaver``: removing the checkpoint that a new one replaces waits until the new one is
     written. ignite's ``Checkpoint`` removes the old file *before* saving (with ``n_saved=1`` a crash while
@@ -95,13 +106,8 @@ class CheckpointSaver(_MonaiCheckpointSaver):
         if self._best_file is None or not ck._saved:
             return
         item = ck._saved[-1]
-        f = self._score_file()
-        tmp = f.with_name(f.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps({"score": float(item.priority), "filename": str(item.filename)}))
-            os.replace(tmp, f)
-        except OSError:  # cannot be written: a resumed run starts without the score, as MONAI's saver does
-            pass
+        # if it cannot be written, a resumed run starts without the score, as MONAI's saver does
+        _write_json_or_skip(self._score_file(), {"score": float(item.priority), "filename": str(item.filename)})
 
 
 class NonFiniteError(RuntimeError):
@@ -220,13 +226,8 @@ class ValidateAtEnd:
         """``final_validation.json``: the epoch the validator has just validated (rank 0; atomic)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
             return
-        rec = self.key_metric_file.parent / self.RECORD
-        tmp = rec.with_name(rec.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps({"epoch": int(validator.state.epoch)}))
-            os.replace(tmp, rec)
-        except OSError:  # the folder went away or is read-only: a rerun validates once more, no harm
-            pass
+        # if it cannot be written, a rerun validates once more: no harm
+        _write_json_or_skip(self.key_metric_file.parent / self.RECORD, {"epoch": int(validator.state.epoch)})
 
     def _iteration_started(self, engine) -> None:
         self._iterated = True
