@@ -201,8 +201,8 @@ class ValidateAtEnd:
     ``final_validation.json`` beside the file (``{"epoch": N}``, rewritten when any run of ``validator``
     completes, after its best model is saved) does not name that epoch: a run killed during its final
     validation is validated on the rerun, instead of failing at the export or silently exporting an earlier
-    epoch's best model. Otherwise the rerun validates nothing (its
-    ``model.pt`` stays as it was). Under DDP rank 0 decides, so every rank validates or none does.
+    epoch's best model. Otherwise the rerun validates nothing (its ``model.pt`` stays as it was). Under DDP
+    rank 0 decides, so every rank validates or none does.
     """
 
     RECORD = "final_validation.json"
