@@ -297,6 +297,24 @@ def eval_fix_folds_option(value) -> bool | None:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
+def eval_refine_options(refine_steps, refine_mask_weight) -> dict:
+    """``evaluate.json``'s ``--refine_steps`` and ``--refine_mask_weight`` as Fire passes them (numbers or strings),
+    checked as the bundle's ``inference`` checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w}}``
+    for :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
+    from .refine import check_weights as check_refine_weights
+    from .register import count_arg
+
+    try:
+        steps = count_arg(refine_steps, "--refine_steps")
+        try:
+            w = check_refine_weights({"w_mask": refine_mask_weight})["w_mask"]
+        except ValueError:
+            raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
+    except InputError as e:
+        raise SystemExit(f"cxreg bundle: error: {e}") from None
+    return {"refine_steps": steps, "refine_weights": {"w_mask": w}}
+
+
 def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentation.pt",), seg_tta: bool = False):
     """The attention masks' source for an exported bundle's ``evaluate.json``
     (:func:`bundle.registration.test_pairs`' ``seg_model``): ``"truth"`` as given; the bundle's own lung-mask
@@ -666,8 +684,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                                        f"scripts.{PACKAGE}.export.bundle_attention(@bundle_root, @seg_model, "
                                        "@seg_network_def, @seg_models, @seg_tta))",
                    "validate#evaluator#iteration_update": f"$scripts.{PACKAGE}.registration.EvalStep(@load_settings, "
-                                                          "refine_steps=@refine_steps, refine_weights={'w_mask': "
-                                                          "@refine_mask_weight}, fix_folds="
+                                                          f"**scripts.{PACKAGE}.export.eval_refine_options("
+                                                          "@refine_steps, @refine_mask_weight), fix_folds="
                                                           f"scripts.{PACKAGE}.export.eval_fix_folds_option(@eval_fix_folds))"})
         ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
         out["evaluate.json"] = ev

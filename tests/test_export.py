@@ -295,6 +295,30 @@ def test_a_bad_refinement_weight_stops_the_bundle_with_one_line(unpacked, pair, 
         assert not (tmp_path / "out").exists()
 
 
+@needs_weights
+def test_bad_refinement_options_stop_the_bundle_evaluation_with_one_line(unpacked, tmp_path):
+    """``evaluate.json`` checks ``--refine_mask_weight`` and ``--refine_steps`` as ``inference`` does: one line,
+    exit status 1, no evaluation folder (before 0.5.9 a NaN weight stopped it with a ValueError traceback)."""
+    import shutil
+
+    from .conftest import make_dataset
+
+    b = tmp_path / "b"
+    shutil.copytree(unpacked, b)
+    make_dataset(tmp_path / "data", "TOY", n=3, size=64)
+    for opt, bad, want in (("--refine_mask_weight", "nan", "a finite number >= 0, not nan"),
+                           ("--refine_mask_weight", "-1", "a finite number >= 0, not -1"),
+                           ("--refine_steps", "-2", "a whole number >= 0, not -2"),
+                           ("--refine_steps", "two", "a whole number >= 0, not 'two'")):
+        r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
+                            "['configs/train.json','configs/evaluate.json']", "--dataset", "TOY", "--data_dir",
+                            str(tmp_path / "data"), "--seg_model", "truth", opt, bad], cwd=b, capture_output=True,
+                           text=True, env=_env(), timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stderr.strip().splitlines()[-1] == f"cxreg bundle: error: {opt} must be {want}"
+        assert not (b / "runs" / "registration_TOY" / "eval_TOY").exists()
+
+
 def test_torch_mask_cleaning_equals_monai():
     from bundle.priors import clean_masks
 
