@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "parse_labels", "MAX_LABELS",
+__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "write_nifti", "parse_labels", "MAX_LABELS",
            "save_image", "stem", "atomic_dir", "check_writable"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
@@ -268,6 +268,37 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, f
         Image.fromarray(arr).save(str(path))
     else:
         raise ValueError(f"{path}: unsupported output type (use .png, .nii or .nii.gz)")
+
+
+def write_nifti(path: str | os.PathLike, arr: np.ndarray, origin=(0.0, 0.0), spacing=(1.0, 1.0), direction=None,
+                vector: bool = False) -> None:
+    """Write a 2D image the way ``itk.imwrite`` writes it, with nibabel (which is lighter: importing and running
+    ITK's writer costs a ``cxreg register`` process ~250 MiB).
+
+    ``arr``: (H, W) (rows, columns), or (H, W, C) with ``vector`` (a displacement field: components stored as
+    given, in ITK's physical (x, y), as ITK stores them). ``origin``, ``spacing`` (x, y) and ``direction``
+    (2, 2) are ITK's (LPS); the NIfTI affine is their RAS form, stored as both qform and sform (code 1, scanner),
+    units mm, intent ``vector`` for a vector image (dims x, y, 1, 1, C). ITK reads the file back with the same
+    geometry and values as its own writer's file (``tests/test_io.py``)."""
+    import nibabel as nib
+
+    o, sp = np.asarray(origin, np.float64), np.asarray(spacing, np.float64)
+    d = np.eye(2) if direction is None else np.asarray(direction, np.float64)
+    aff = np.eye(4)
+    aff[:2, :2], aff[:2, 3] = d * sp[None, :], o
+    aff = np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff  # LPS -> RAS
+    a = np.asarray(arr)
+    data = a.transpose(1, 0, 2)[:, :, None, None, :] if vector else a.T  # (x, y[, z, t, c]): a view, F-ordered
+    img = nib.Nifti1Image(data, aff)
+    img.set_qform(aff, code=1)
+    img.set_sform(aff, code=1)
+    hdr = img.header
+    hdr.set_xyzt_units("mm", "sec")
+    hdr["regular"] = b"r"  # as ITK writes it, with the unused pixdim entries 0
+    hdr["pixdim"][4:] = 0
+    if vector:
+        hdr.set_intent("vector")
+    nib.save(img, str(path))
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:

@@ -208,6 +208,35 @@ def test_remove_folds_returns_fold_free_fields_unchanged_and_handles_mixed_batch
         remove_folds(torch.zeros(1, 3, 8, 8))
 
 
+def _bump_at(n, amp, sigma, cy, cx):
+    g = identity_grid((n, n)).reshape(2, n, n)
+    u = torch.zeros(1, 2, n, n)
+    u[0, 0] = amp * torch.exp(-((g[0] - cy) ** 2 + (g[1] - cx) ** 2) / (2 * sigma ** 2))
+    return u
+
+
+@pytest.mark.parametrize("kw", [{}, {"max_iters": 3}, {"grow_every": 5}])
+def test_remove_folds_on_a_window_equals_the_whole_grid_value_for_value(kw):
+    """The default works on a window around the folds (memory at 2048 x 2048); its result is the whole-grid
+    iteration's, exactly: folds in the middle, at an image edge and in a corner, two folds far apart in one
+    field, a fold wide enough to make the window grow, a mixed batch."""
+    from bundle.spatial import remove_folds
+
+    cases = [_bump_at(128, 12.0, 4.0, 64, 64), _bump_at(128, 30.0, 4.0, 3, 60), _bump_at(160, 30.0, 4.0, 155, 3),
+             _bump_at(192, 12.0, 4.0, 40, 40) + _bump_at(192, 12.0, 4.0, 150, 150), _bump_at(160, 30.0, 8.0, 80, 80),
+             torch.cat([_bump_at(96, 0.0, 4.0, 48, 48), _bump_at(96, 12.0, 4.0, 20, 70)])]
+    for cx in (128, 129):  # a column-alternating band where the window's left edge falls: fold-free with the
+        u = _bump_at(256, 12.0, 4.0, 128, cx)  # grid's central differences, folded with the window's one-sided ones
+        u[0, 1, :, 20:116] = torch.tensor([(-1.0) ** j for j in range(20, 116)])
+        cases.append(u)
+    for u in cases:
+        assert int((jacobian_determinant(u) <= 0).sum()) > 20
+        want, want_left = remove_folds(u, window=False, **kw)
+        got, got_left = remove_folds(u, **kw)
+        assert torch.equal(got, want) and torch.equal(got_left, want_left)
+        assert not torch.equal(got, u)
+
+
 def test_remove_folds_reports_what_it_could_not_fix():
     from bundle.spatial import remove_folds
 
