@@ -230,16 +230,3 @@ def _smooth_folds(sub: torch.Tensor, sub_bad: torch.Tensor, inner: tuple[bool, b
         if not sub_bad.any():
             break
     return sub, sub_bad
-    sub, sub_bad = out[todo], bad[todo]
-    for it in range(max_iters):
-        r = radius * 2 ** (it // max(grow_every, 1))
-        r = min(r, max(sub.shape[2:]))
-        region = F.max_pool2d(sub_bad[:, None].float(), 2 * r + 1, stride=1, padding=r) > 0  # B',1,H,W
-        smooth = F.avg_pool2d(F.pad(sub, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-        sub = torch.where(region, smooth, sub)
-        sub_bad = jacobian_determinant(sub) <= min_det
-        if not sub_bad.any():
-            break
-    out[todo] = sub.to(out.dtype)
-    remaining[todo] = sub_bad.flatten(1).sum(1)
-    return out, remaining
