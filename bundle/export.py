@@ -297,19 +297,28 @@ def eval_fix_folds_option(value) -> bool | None:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
-def eval_refine_options(refine_steps, refine_mask_weight) -> dict:
-    """``evaluate.json``'s ``--refine_steps`` and ``--refine_mask_weight`` as Fire passes them (numbers or strings),
-    checked as the bundle's ``inference`` checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w}}``
-    for :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
+def _refine_values(refine_steps, refine_mask_weight) -> tuple[int, float]:
+    """A bundle's ``--refine_steps`` and ``--refine_mask_weight`` as Fire passes them (numbers or strings; a weight
+    of None = ``cxreg register``'s default), checked; :class:`InputError` naming the option otherwise."""
+    from .refine import DEFAULT_MASK_WEIGHT
     from .refine import check_weights as check_refine_weights
     from .register import count_arg
 
+    steps = count_arg(refine_steps, "--refine_steps")
     try:
-        steps = count_arg(refine_steps, "--refine_steps")
-        try:
-            w = check_refine_weights({"w_mask": refine_mask_weight})["w_mask"]
-        except ValueError:
-            raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
+        w = check_refine_weights({"w_mask": DEFAULT_MASK_WEIGHT if refine_mask_weight is None
+                                  else refine_mask_weight})["w_mask"]
+    except ValueError:
+        raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
+    return steps, w
+
+
+def eval_refine_options(refine_steps, refine_mask_weight) -> dict:
+    """``evaluate.json``'s ``--refine_steps`` and ``--refine_mask_weight``, checked as the bundle's ``inference``
+    checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w}}`` for
+    :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
+    try:
+        steps, w = _refine_values(refine_steps, refine_mask_weight)
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
     return {"refine_steps": steps, "refine_weights": {"w_mask": w}}
@@ -358,17 +367,10 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         root = Path(bundle_root)
         meta = check_weights(root)
         from . import register as reg_mod
-        from .refine import DEFAULT_MASK_WEIGHT
-        from .refine import check_weights as check_refine_weights
         from .workflow import load_weights
 
         device = str(device)
-        refine_steps = reg_mod.count_arg(refine_steps, "--refine_steps")
-        try:
-            w = check_refine_weights({"w_mask": DEFAULT_MASK_WEIGHT if refine_mask_weight is None
-                                      else refine_mask_weight})["w_mask"]
-        except ValueError:
-            raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
+        refine_steps, w = _refine_values(refine_steps, refine_mask_weight)
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_tta = bool_arg(seg_tta, "--seg_tta")

@@ -346,17 +346,17 @@ def write_outputs(res: dict, out_dir: str | os.PathLike, fixed_path, moving_path
             fo, fs, fd = _itk_geometry(fixed_path, fixed_img.shape)
             mo, ms, md = _itk_geometry(moving_path, mov.shape)
 
-            def itk_on_fixed_grid(arr, name, vector=False):  # origin, spacing and direction of the fixed image,
+            def nifti_on_fixed_grid(arr, name, vector=False):  # origin, spacing and direction of the fixed image,
                 write_nifti(tmp / name, arr, fo, fs, fd, vector=vector)  # as itk.imwrite writes them, without ITK
 
             if is_nifti(moving_path) or is_dicom(moving_path):  # DICOM in -> NIfTI out (grey values kept)
-                itk_on_fixed_grid(np.ascontiguousarray(warped, dtype=np.float32), "warped.nii.gz")
+                nifti_on_fixed_grid(np.ascontiguousarray(warped, dtype=np.float32), "warped.nii.gz")
             else:
                 dt = np.uint16 if mov.max() > 255 else np.uint8
                 save_image(tmp / "warped.png", np.clip(np.rint(warped), 0, np.iinfo(dt).max).astype(dt))
             # ITK displacement field on the fixed grid: physical (x, y) displacement fixed point -> moving point
-            itk_on_fixed_grid(_physical_ddf(res["ddf"], (fo, fs, fd), (mo, ms, md)), "ddf.nii.gz", vector=True)
-            itk_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
+            nifti_on_fixed_grid(_physical_ddf(res["ddf"], (fo, fs, fd), (mo, ms, md)), "ddf.nii.gz", vector=True)
+            nifti_on_fixed_grid(np.ascontiguousarray(res["jacobian"], dtype=np.float32), "jacobian.nii.gz")
             save_image(tmp / "warped_mask.png", res["warped_mask"].astype(np.uint8) * 255)
             f01, w01 = _unit(fixed_img), _unit(warped) if np.isfinite(warped).all() else warped
             ov = overlay(torch.from_numpy(f01), [(res["fixed_mask"], (0, 200, 0)), (res["warped_mask"], (230, 0, 0))])
