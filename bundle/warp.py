@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image, nearest_existing
+from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image, nearest_existing, write_nifti
 
 __all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
@@ -134,8 +134,6 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
     65535; write a float image to .nii.gz); labels as uint8 (uint16 above 255). NIfTI output: float32
     (uint8/uint16 with ``labels``) with the fixed image's origin, spacing and direction.
     """
-    import itk
-
     moving, ddf, out = Path(moving), Path(ddf), Path(out)
     _check_out(out, overwrite)
     vec, fo, fs, fd = read_ddf(ddf)
@@ -164,11 +162,7 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
 
                 Image.fromarray(res).save(tmp, format="PNG")
             else:
-                im = itk.image_from_array(np.ascontiguousarray(res))
-                im.SetOrigin(fo.tolist())
-                im.SetSpacing(fs.tolist())
-                im.SetDirection(itk.matrix_from_array(fd))
-                itk.imwrite(im, str(tmp))
+                write_nifti(tmp, res, fo, fs, fd)  # as itk.imwrite writes it (bundle.io.write_nifti)
     except OSError as e:
         raise InputError(f"{out}: cannot be written ({e.strerror or e})") from None
     return out

@@ -228,7 +228,9 @@ def test_write_nifti_is_read_by_itk_as_its_own_writer_s_file(tmp_path, vector):
     rng = np.random.default_rng(0)
     rot = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
     for k, d in enumerate((np.eye(2), np.diag([1.0, -1.0]), np.diag([-1.0, 1.0]), rot, rot @ np.diag([1.0, -1.0]))):
-        a = rng.random((5, 7, 2) if vector else (5, 7)).astype(np.float32)
+        # float32 fields and images; uint8 / uint16 label maps (cxreg warp --labels)
+        dtype = np.float32 if vector or k < 3 else (np.uint8, np.uint16)[k - 3]
+        a = (rng.random((5, 7, 2) if vector else (5, 7)) * {np.float32: 1, np.uint8: 250, np.uint16: 3000}[dtype]).astype(dtype)
         origin, spacing = [3.5, -2.25 * k], [0.7, 1.3]
         im = itk.image_view_from_array(a, is_vector=vector)
         im.SetOrigin(origin)
