@@ -273,7 +273,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, spacing: tuple[float, f
 def write_nifti(path: str | os.PathLike, arr: np.ndarray, origin=(0.0, 0.0), spacing=(1.0, 1.0), direction=None,
                 vector: bool = False) -> None:
     """Write a 2D image the way ``itk.imwrite`` writes it, with nibabel (which is lighter: importing and running
-    ITK's writer costs a ``cxreg register`` process ~250 MiB).
+    ITK's writer cost a ``cxreg register`` process ~255 MiB, docs/reliability.md "Limits").
 
     ``arr``: (H, W) (rows, columns), or (H, W, C) with ``vector`` (a displacement field: components stored as
     given, in ITK's physical (x, y), as ITK stores them). ``origin``, ``spacing`` (x, y) and ``direction``
