@@ -301,16 +301,10 @@ def _refine_values(refine_steps, refine_mask_weight) -> tuple[int, float]:
     """A bundle's ``--refine_steps`` and ``--refine_mask_weight`` as Fire passes them (numbers or strings; a weight
     of None = ``cxreg register``'s default), checked; :class:`InputError` naming the option otherwise."""
     from .refine import DEFAULT_MASK_WEIGHT
-    from .refine import check_weights as check_refine_weights
-    from .register import count_arg
+    from .register import count_arg, weight_arg
 
-    steps = count_arg(refine_steps, "--refine_steps")
-    try:
-        w = check_refine_weights({"w_mask": DEFAULT_MASK_WEIGHT if refine_mask_weight is None
-                                  else refine_mask_weight})["w_mask"]
-    except ValueError:
-        raise InputError(f"--refine_mask_weight must be a finite number >= 0, not {refine_mask_weight}") from None
-    return steps, w
+    return (count_arg(refine_steps, "--refine_steps"),
+            weight_arg(refine_mask_weight, "--refine_mask_weight", DEFAULT_MASK_WEIGHT))
 
 
 def eval_refine_options(refine_steps, refine_mask_weight) -> dict:
@@ -350,11 +344,13 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
                            moving_mask=None, fixed_mask=None, pairs_csv=None, output_dir="eval", device="cpu",
                            overwrite=False, refine_steps: int = 0, debug: bool = False, fix_folds: bool | None = None,
                            seg_models=("segmentation.pt",), seg_tta: bool = False,
-                           refine_mask_weight: float | None = None, mask_labels=None):
+                           refine_mask_weight: float | None = None, mask_labels=None,
+                           refine_distance_weight: float | None = None):
     """An exported registration bundle's ``evaluator`` (:func:`bundle.register.inference_evaluator` with the
     bundle's own weights: ``models/model.pt`` loaded into ``network`` and the lung-mask model(s) ``seg_models``
     in ``models/``, averaged if several, with shift TTA if ``seg_tta``, after their SHA-256 check);
-    ``refine_steps`` test-time refinement steps with ``refine_mask_weight`` (None = ``cxreg register``'s default).
+    ``refine_steps`` test-time refinement steps with ``refine_mask_weight`` and ``refine_distance_weight`` (None =
+    ``cxreg register``'s defaults).
     Errors: one line on stderr and exit status 1 (a traceback with ``--debug True``)."""
     from .register import bool_arg
 
@@ -371,6 +367,7 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
 
         device = str(device)
         refine_steps, w = _refine_values(refine_steps, refine_mask_weight)
+        wd = reg_mod.weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0)
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_tta = bool_arg(seg_tta, "--seg_tta")
@@ -379,7 +376,7 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
                                                     refine_steps=refine_steps,
                                                     fix_folds=reg_mod.fix_folds_arg(fix_folds),
                                                     names=_bundle_names(meta, root, seg_models, seg_tta),
-                                                    refine_mask_weight=w)
+                                                    refine_mask_weight=w, refine_distance_weight=wd)
         return reg_mod.inference_evaluator(moving=moving, fixed=fixed, moving_mask=moving_mask, fixed_mask=fixed_mask,
                                            pairs_csv=pairs_csv, output_dir=output_dir, model="bundle", device=device,
                                            overwrite=overwrite, refine_steps=refine_steps, exit_on_error=not debug,
@@ -625,7 +622,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
         net = {"_target_": f"scripts.{PACKAGE}.networks.MultiScaleRegNet", "spatial_dims": 2, **settings["net"]}
         out["inference.json"] = {
             "imports": ["$import os", "$import torch", "$import scripts", f"$import scripts.{PACKAGE}.export",
-                        f"$import scripts.{PACKAGE}.register"],
+                        f"$import scripts.{PACKAGE}.register", f"$import scripts.{PACKAGE}.workflow"],
             "bundle_root": BUNDLE_ROOT_EXPR,
             "dataset": dataset,
             "model_path": "$os.path.join(@bundle_root, 'models', 'model.pt')",
@@ -642,6 +639,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
             "seg_tta": bool(inference["seg_tta"]),
             "refine_steps": int(inference["refine_steps"]),
             "refine_mask_weight": float(inference["refine_mask_weight"]),
+            "refine_distance_weight": float(inference.get("refine_distance_weight", 0.0)),
             "fix_folds": None,
             "debug": False,
             # MONAI's inference-workflow properties (check_properties): the evaluator over the pairs, its
@@ -652,8 +650,10 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                          "fixed_mask=@fixed_mask, pairs_csv=@pairs_csv, output_dir=@output_dir, device=@device, "
                          "overwrite=@overwrite, refine_steps=@refine_steps, fix_folds=@fix_folds, debug=@debug, "
                          "seg_models=@seg_models, seg_tta=@seg_tta, refine_mask_weight=@refine_mask_weight, "
-                         "mask_labels=@mask_labels)",
+                         "mask_labels=@mask_labels, refine_distance_weight=@refine_distance_weight)",
             "inferer": "$@evaluator.inferer",
+            # an option no key here defines (--refine for --refine_steps) stops with one line, not ignored
+            "initialize": [f"$scripts.{PACKAGE}.workflow.check_overrides('cxreg bundle')"],
             "run": [f"$scripts.{PACKAGE}.register.run_inference(@evaluator, exit_on_error=not "
                     f"scripts.{PACKAGE}.register.bool_arg(@debug, '--debug'))"],
             "inference": "%run",

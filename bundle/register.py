@@ -34,7 +34,7 @@ from .spatial import jacobian_determinant, remove_folds, resize_image
 DEFAULT_MODEL = "universal"
 
 __all__ = ["DEFAULT_MODEL", "Registrar", "RegistrationInferer", "PairJob", "register", "write_outputs",
-           "register_files", "load_checked", "write_summary", "inference_evaluator", "run_inference",
+           "register_files", "load_checked", "write_summary", "inference_evaluator", "run_inference", "weight_arg",
            "bundle_inference", "inputs_dir", "bool_arg", "count_arg", "fix_folds_arg"]
 
 
@@ -182,7 +182,8 @@ class Registrar:
         jac = jacobian_determinant(ddf[None])[0]
         if fix:  # resampling to another image grid can tip a few pixels again: repair them on this grid too
             again = int((jac <= 0).sum())
-            if again:
+            if again:  # pm and jac are rebuilt from the repaired field: freed first (48 MiB at 2048 x 2048)
+                del pm, jac
                 ddf = remove_folds(ddf[None])[0][0]
                 pm = p + ddf
                 removed += again
@@ -527,6 +528,22 @@ def count_arg(value, name: str) -> int:
     return n
 
 
+def weight_arg(value, name: str, default: float) -> float:
+    """A bundle's non-negative weight option as Fire passes it (a number, or a string such as "80"; None =
+    ``default``); an :class:`InputError` naming the option otherwise (nan, inf, negative, not a number)."""
+    import math
+
+    if value is None:
+        return float(default)
+    try:
+        w = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        w = math.nan
+    if not (math.isfinite(w) and w >= 0):
+        raise InputError(f"{name} must be a finite number >= 0, not {value}")
+    return w
+
+
 def fix_folds_arg(value, name: str = "--fix_folds") -> bool | None:
     """A bundle's ``--fix_folds`` value: None/"none"/"null" = the model's setting, else true/false (Fire passes
     lower-case ``true``/``false`` as strings); anything else is an :class:`InputError` naming ``name``."""
@@ -595,11 +612,14 @@ def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=No
                         output_dir="eval", model=DEFAULT_MODEL, seg_model=None, device="cpu", overwrite=False,
                         refine_steps=0, fix_folds=None, registrar: Registrar | None = None,
                         exit_on_error: bool = False, strict: bool = False, prefix: str = "cxreg inference",
-                        mask_labels=None):
+                        mask_labels=None, refine_mask_weight=None, refine_distance_weight=None):
     """The registration bundle's ``evaluator``: a MONAI ``SupervisedEvaluator`` whose iterations are the pairs
     (``--moving``/``--fixed``, or the rows of ``--pairs_csv``) and whose step registers a pair and writes its
     folder (:class:`PairJob`); ``evaluator.network`` is the registration network and ``evaluator.inferer`` the
-    pipeline as a :class:`RegistrationInferer`. Run it with :func:`run_inference`.
+    pipeline as a :class:`RegistrationInferer`. Run it with :func:`run_inference`. ``refine_mask_weight`` and
+    ``refine_distance_weight`` (None = ``cxreg register``'s defaults, :data:`bundle.refine.DEFAULT_MASK_WEIGHT`
+    and 0) weigh the refinement's mask and boundary terms when ``refine_steps`` > 0; with a ``registrar`` its
+    own weights are used.
 
     Checked here, in this order, before anything is written: the options, the inputs (pairs CSV, one pair's
     arguments), the output folder, the models. A problem raises :class:`InputError`, or, with
@@ -610,8 +630,11 @@ def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=No
         fix_folds = fix_folds_arg(fix_folds)
         refine_steps = count_arg(refine_steps, "--refine_steps")
         mask_labels = parse_labels(mask_labels, "--mask_labels")
+        weights = {"refine_mask_weight": weight_arg(refine_mask_weight, "--refine_mask_weight", DEFAULT_MASK_WEIGHT),
+                   "refine_distance_weight": weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0)}
         return _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model,
-                                    device, overwrite, refine_steps, fix_folds, registrar, strict, mask_labels)
+                                    device, overwrite, refine_steps, fix_folds, registrar, strict, mask_labels,
+                                    weights)
     except (InputError, OSError) as e:
         if not exit_on_error:
             raise
@@ -619,7 +642,7 @@ def inference_evaluator(moving=None, fixed=None, moving_mask=None, fixed_mask=No
 
 
 def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, output_dir, model, seg_model, device,
-                         overwrite, refine_steps, fix_folds, registrar, strict, mask_labels=None):
+                         overwrite, refine_steps, fix_folds, registrar, strict, mask_labels=None, weights=None):
     from types import SimpleNamespace
 
     from monai.data import Dataset
@@ -640,7 +663,8 @@ def _inference_evaluator(moving, fixed, moving_mask, fixed_mask, pairs_csv, outp
         pairs, single, missing = [], True, "give --moving and --fixed, or --pairs_csv"
     if missing is None:
         check_writable(output_dir, overwrite)
-    reg = _registrar(registrar, model, fix_folds, seg_model=seg_model, device=device, refine_steps=refine_steps)
+    reg = _registrar(registrar, model, fix_folds, seg_model=seg_model, device=device, refine_steps=refine_steps,
+                     **(weights or {}))
     job = PairJob(reg, output_dir, overwrite=overwrite, single=single, strict=strict, mask_labels=mask_labels)
     loader = DataLoader(Dataset(pairs), batch_size=1, shuffle=False, num_workers=0, collate_fn=_one)
     try:

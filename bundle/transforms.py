@@ -14,7 +14,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 
 from .io import atomic_file, load_image, save_image, stem
 
-__all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "list_images", "INTENSITY_MODES",
+__all__ = ["LoadGreyd", "SaveMaskd", "RandMaskCorruptiond", "corrupt_mask", "list_images", "inference_datalist", "INTENSITY_MODES",
            "equalize_histogram", "normalize_intensity"]
 
 INTENSITY_MODES = ("unit", "zscore", "equalize")
@@ -68,7 +68,7 @@ def normalize_intensity(images: torch.Tensor, mode: str = "unit") -> torch.Tenso
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
-    """Sorted PNG/NIfTI files of a folder; a one-line error if it is missing or has none."""
+    """Sorted PNG/NIfTI/DICOM files of a folder; a one-line error if it is missing or has none."""
     from .io import IMAGE_SUFFIXES, InputError
 
     d = Path(folder)
@@ -76,8 +76,33 @@ def list_images(folder: str | os.PathLike) -> list[str]:
         raise InputError(f"{d}: input folder not found")
     files = sorted(str(p) for p in d.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
     if not files:
-        raise InputError(f"{d}: no .png, .nii or .nii.gz images in this folder")
+        raise InputError(f"{d}: no .png, .nii, .nii.gz or .dcm images in this folder")
     return files
+
+
+def inference_datalist(input_dir, model_path=None, exit_on_error: bool = True,
+                       prefix: str = "cxreg inference") -> list[dict]:
+    """The segmentation and autoencoder bundles' ``datalist``: ``[{"image": path}, ...]`` for the images of
+    ``input_dir`` (:func:`list_images`), checked before anything is written: ``--input_dir`` given, every image
+    readable (:func:`bundle.io.load_image`), the weights file ``model_path`` (if given) a readable state dict.
+    A problem raises :class:`~bundle.io.InputError`, or, with ``exit_on_error`` (the configs' default unless
+    ``--debug True``), ends the process with status 1 and ``<prefix>: error: <file>: <problem>``."""
+    from .io import InputError
+    from .workflow import load_weights
+
+    try:
+        if input_dir is None or str(input_dir).strip().lower() in ("", "none", "null"):
+            raise InputError("give --input_dir FOLDER (a folder of .png, .nii, .nii.gz or .dcm images)")
+        files = list_images(input_dir)
+        for f in files:
+            load_image(f)
+        if model_path is not None:
+            load_weights(model_path)
+        return [{"image": f} for f in files]
+    except (InputError, OSError) as e:
+        if not exit_on_error:
+            raise
+        raise SystemExit(f"{prefix}: error: {e}") from None
 
 
 class LoadGreyd(MapTransform):

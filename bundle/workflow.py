@@ -13,7 +13,7 @@ import torch
 from .io import InputError, atomic_file, first_line
 
 __all__ = ["check_device", "safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
-           "first_reaching"]
+           "first_reaching", "check_overrides", "unknown_overrides"]
 
 
 def check_device(device) -> str:
@@ -250,3 +250,96 @@ def first_reaching(history: list[dict], threshold: float) -> dict | None:
         if h.get("metric") is not None and h["metric"] >= threshold:
             return h
     return None
+
+
+#: ``python -m monai.bundle run`` arguments that are not config keys (MONAI's ``run`` / ``run_workflow``).
+MONAI_RUN_ARGS = ("run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking",
+                  "args_file", "workflow_name", "workflow_type")
+
+
+def _argv_options(argv: list[str]) -> dict:
+    """``--name value`` / ``--name=value`` / ``--flag`` options of a Fire command line as {name: value}
+    (Fire's spelling: ``-`` in a name is ``_``); positional words are skipped."""
+    out, i = {}, 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--") and len(tok) > 2:
+            name, eq, val = tok[2:].partition("=")
+            if not eq:
+                nxt = argv[i + 1] if i + 1 < len(argv) else None
+                if nxt is not None and not nxt.startswith("--"):
+                    val, i = nxt, i + 1
+                else:
+                    val = True
+            out[name.replace("-", "_")] = val
+        i += 1
+    return out
+
+
+def _config_files(value) -> list[str]:
+    import ast
+
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    s = str(value).strip()
+    if s.startswith(("[", "(")):
+        try:
+            return [str(v) for v in ast.literal_eval(s)]
+        except (ValueError, SyntaxError):
+            return []
+    return [s]
+
+
+def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The options of a ``python -m monai.bundle run ...`` command line that no config it names defines.
+
+    MONAI adds an unknown ``--key value`` to the config as a new, unused entry, so a misspelt option (``--refine``
+    for ``--refine_steps``) would be ignored without a word. Returns ``([(option, closest known key or None)],
+    config files)``; nothing when ``argv`` (default ``sys.argv``) is not such a command line or a config file
+    cannot be read (MONAI then reports that itself). A ``#`` path counts as known when its first part is."""
+    import difflib
+    import sys
+
+    argv = sys.argv if argv is None else argv
+    if not argv or not str(argv[0]).replace("\\", "/").endswith("monai/bundle/__main__.py"):
+        return [], []
+    opts = _argv_options(list(argv[1:]))
+    if opts.get("args_file"):
+        try:
+            extra = json.loads(Path(opts["args_file"]).read_text())
+        except (OSError, ValueError):
+            return [], []
+        opts = {**extra, **opts} if isinstance(extra, dict) else opts
+    files = _config_files(opts.get("config_file", ""))
+    known = set(MONAI_RUN_ARGS)
+    for f in files:
+        try:
+            cfg = json.loads(Path(f).read_text())
+        except (OSError, ValueError):
+            return [], []
+        if not isinstance(cfg, dict):
+            return [], []
+        known.update(cfg)
+    bad = []
+    for name in opts:
+        if name in known or name.split("#")[0] in known or name == "help":
+            continue
+        close = difflib.get_close_matches(name, sorted(k for k in known if k not in MONAI_RUN_ARGS), n=1, cutoff=0.6)
+        bad.append((name, close[0] if close else None))
+    return bad, files
+
+
+def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None) -> None:
+    """First step of every config's ``initialize``: a ``python -m monai.bundle run`` option that none of its
+    config files defines ends the process with status 1 and one line,
+    ``<prefix>: error: --refine: not an option of configs/inference.json (did you mean --refine_steps?)``,
+    before anything is read or written (:func:`unknown_overrides`)."""
+    bad, files = unknown_overrides(argv)
+    if not bad:
+        return
+    where = ", ".join(files)
+    names = ", ".join(f"--{n}" for n, _ in bad)
+    hints = [f"--{c}" + (f" for --{n}" if len(bad) > 1 else "") for n, c in bad if c]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    what = "not an option" if len(bad) == 1 else "not options"
+    raise SystemExit(f"{prefix}: error: {names}: {what} of {where}{hint}")

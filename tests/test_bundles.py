@@ -124,6 +124,8 @@ def test_configs_have_the_model_zoo_workflow_properties(toy, tmp_path, cfg, kind
         (tmp_path / "in").mkdir()
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "in" / "a.png")
         over["input_dir"] = str(tmp_path / "in")
+        torch.save({"w": torch.zeros(1)}, tmp_path / "m.pt")  # the datalist checks that the weights file loads
+        over["model_path"] = str(tmp_path / "m.pt")
     w = ConfigWorkflow(config_file=str(path), workflow_type=kind, meta_file=str(path.parent / "metadata.json"),
                        logging_file=None, **over)
     w.initialize()

@@ -295,6 +295,23 @@ def test_a_bad_refinement_weight_stops_the_bundle_with_one_line(unpacked, pair, 
         assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_option_or_a_bad_distance_weight_stops_the_bundle_with_one_line(unpacked, pair, tmp_path):
+    """An option no key of the bundle's config defines (``--refine``, cxreg register's spelling) is refused, not
+    ignored (before 0.5.10 it ran without refinement, exit 0); ``--refine_distance_weight`` is checked."""
+    moving, fixed = pair
+    for args, msg in ((["--refine", "20"], "--refine: not an option of configs/inference.json (did you mean "
+                                           "--refine_steps?)"),
+                      (["--refine_steps", "2", "--refine_distance_weight", "-1"],
+                       "--refine_distance_weight must be a finite number >= 0, not -1")):
+        r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                            "configs/inference.json", "--moving", str(moving), "--fixed", str(fixed), "--output_dir",
+                            str(tmp_path / "out"), *args], cwd=unpacked, capture_output=True, text=True, env=_env(),
+                           timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stderr.strip().splitlines()[-1] == f"cxreg bundle: error: {msg}"
+        assert not (tmp_path / "out").exists()
+
+
 @needs_weights
 def test_bad_refinement_options_stop_the_bundle_evaluation_with_one_line(unpacked, tmp_path):
     """``evaluate.json`` checks ``--refine_mask_weight`` and ``--refine_steps`` as ``inference`` does: one line,
@@ -394,6 +411,13 @@ def test_prior_bundles_verify_and_run(kind, tmp_path):
         return
     inp = tmp_path / "in"
     inp.mkdir()
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                        "configs/inference.json", "--input_dir", str(inp), "--output_dir", str(tmp_path / "pred")],
+                       cwd=b, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]  # an empty folder: one line
+    assert r.stderr.strip().splitlines()[-1] == (f"cxreg inference: error: {inp}: no .png, .nii, .nii.gz or .dcm "
+                                                 "images in this folder")
+    assert not (tmp_path / "pred").exists()
     Image.fromarray(_chest((96, 80), seed=3)).save(inp / "a.png")
     r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
                         "configs/inference.json", "--input_dir", str(inp), "--output_dir", str(tmp_path / "pred")],

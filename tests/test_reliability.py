@@ -340,6 +340,73 @@ def test_monai_bundle_inference_fails_in_one_last_line(bad, tmp_path):
     assert not out.exists()
 
 
+def test_monai_bundle_unknown_option_stops_with_one_line_and_a_hint(bad, tmp_path):
+    """MONAI adds an option no config key defines as a new, unused key; ``--refine 20`` (cxreg register's
+    spelling of the bundle's ``--refine_steps``) ran without refinement and exit 0 before 0.5.10."""
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                        str(REPO / "configs" / "inference.json"), "--moving", str(bad / "moving.png"), "--fixed",
+                        str(bad / "fixed.png"), "--output_dir", str(out), "--refine", "20"],
+                       capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"cxreg inference: error: --refine: not an option of {REPO / 'configs' / 'inference.json'} "
+        "(did you mean --refine_steps?)")
+    assert not out.exists()
+
+
+def test_bundle_inference_takes_the_refinement_weights_and_checks_them(bad, tmp_path, models):
+    """``configs/inference.json``'s ``--refine_mask_weight`` / ``--refine_distance_weight`` reach the registrar
+    and the pair's ``metrics.json`` (before 0.5.10 the config had neither: 40 and 0 whatever was asked)."""
+    from bundle.refine import DEFAULT_MASK_WEIGHT
+    from bundle.register import inference_evaluator, run_inference
+
+    kw = dict(moving=str(bad / "moving.png"), fixed=str(bad / "fixed.png"), model=str(models / "reg.pt"),
+              seg_model=str(models / "seg.pt"), refine_steps=1)
+    ev = inference_evaluator(output_dir=str(tmp_path / "o"), refine_mask_weight="80", refine_distance_weight=0.5, **kw)
+    assert (ev.cxreg.job.reg.refine_mask_weight, ev.cxreg.job.reg.refine_distance_weight) == (80.0, 0.5)
+    run_inference(ev)
+    opts = json.loads((tmp_path / "o" / "metrics.json").read_text())["options"]
+    assert (opts["refine"], opts["refine_mask_weight"], opts["refine_distance_weight"]) == (1, 80.0, 0.5)
+    ev = inference_evaluator(output_dir=str(tmp_path / "d"), **kw)  # None: cxreg register's defaults
+    assert (ev.cxreg.job.reg.refine_mask_weight, ev.cxreg.job.reg.refine_distance_weight) == (DEFAULT_MASK_WEIGHT, 0)
+    for name, val in (("refine_mask_weight", "nan"), ("refine_mask_weight", -1), ("refine_distance_weight", "x"),
+                      ("refine_distance_weight", True)):
+        with pytest.raises(InputError, match=f"^--{name} must be a finite number >= 0, not {val}$"):
+            inference_evaluator(output_dir=str(tmp_path / "bad"), **{name: val}, **kw)
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("kind", ["segmentation", "autoencoder"])
+def test_prior_bundle_inference_bad_inputs_stop_with_one_line(bad, tmp_path, kind):
+    """The segmentation and autoencoder bundles check ``--input_dir``, every image in it and the weights file
+    before the first mask is written (before 0.5.10: MONAI's 60-line ``Failed to evaluate`` tracebacks)."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(bad / "fixed_mask.png", inp / "a.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [([], "give --input_dir FOLDER (a folder of .png, .nii, .nii.gz or .dcm images)"),
+             (["--input_dir", str(empty)], f"{empty}: no .png, .nii, .nii.gz or .dcm images in this folder"),
+             (["--input_dir", str(tmp_path / "none")], f"{tmp_path / 'none'}: input folder not found"),
+             (["--input_dir", str(inp), "--model_path", str(bad / "notackpt.pt")],
+              f"{bad / 'notackpt.pt'}: not a PyTorch checkpoint"),
+             # one bad image among good ones (copied in by the loop): nothing is written
+             (["--input_dir", str(inp)], f"{inp / 'b.png'}: cannot be read as an image")]
+    if kind == "autoencoder":  # the same datalist check; here only its wiring (--model_path, --input_dir)
+        cases = cases[-2:]
+    for args, msg in cases:
+        if msg.startswith(str(inp / "b.png")):
+            shutil.copy(bad / "truncated.png", inp / "b.png")
+        out = tmp_path / "out"
+        r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                            str(REPO / "configs" / kind / "inference.json"), "--output_dir", str(out), *args],
+                           capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        assert r.stderr.strip().splitlines()[-1].startswith(f"cxreg inference: error: {msg}"), (args, r.stderr[-500:])
+        assert not out.exists()
+
+
 def test_bundle_inference_python_api_raises(bad, tmp_path, models):
     from bundle.io import InputError
     from bundle.register import bundle_inference

@@ -1,0 +1,68 @@
+# Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
+"""bundle.workflow: the configs' helpers; here the check of ``python -m monai.bundle run`` options."""
+
+import json
+
+import pytest
+
+from bundle.workflow import check_overrides, unknown_overrides
+
+from .conftest import REPO
+
+MAIN = "/venv/lib/python3.11/site-packages/monai/bundle/__main__.py"  # sys.argv[0] of python -m monai.bundle
+INFER = str(REPO / "configs" / "inference.json")
+TRAIN, EVAL = str(REPO / "configs" / "train.json"), str(REPO / "configs" / "evaluate.json")
+
+
+def test_known_options_pass_in_every_spelling_fire_accepts():
+    argv = [MAIN, "run", "inference", "--config_file", INFER, "--moving", "m.png", "--fixed=f.png",
+            "--refine-steps", "2", "--overwrite", "--debug", "--meta_file", "configs/metadata.json",
+            "--logging_file", "configs/logging.conf"]
+    assert unknown_overrides(argv) == ([], [INFER])
+    check_overrides("cxreg inference", argv)  # returns, no exit
+
+
+def test_a_misspelt_option_is_named_with_the_closest_key():
+    argv = [MAIN, "run", "inference", "--config_file", INFER, "--moving", "m.png", "--refine", "20"]
+    assert unknown_overrides(argv) == ([("refine", "refine_steps")], [INFER])
+    with pytest.raises(SystemExit) as e:
+        check_overrides("cxreg inference", argv)
+    assert str(e.value) == (f"cxreg inference: error: --refine: not an option of {INFER} "
+                            "(did you mean --refine_steps?)")
+
+
+def test_merged_configs_nested_keys_and_several_unknown_options():
+    files = f"['{TRAIN}','{EVAL}']"
+    ok = [MAIN, "run", "--config_file", files, "--max_epochs", "3", "--network_def#channels", "8",
+          "--eval_dir", "/tmp/e"]  # eval_dir is evaluate.json's, max_epochs train.json's
+    assert unknown_overrides(ok) == ([], [TRAIN, EVAL])
+    bad = [MAIN, "run", "training", "--config_file", files, "--max_epoch=3", "--colour", "red"]
+    found, _ = unknown_overrides(bad)
+    assert found == [("max_epoch", "max_epochs"), ("colour", None)]
+    with pytest.raises(SystemExit) as e:
+        check_overrides("cxreg training", bad)
+    assert str(e.value) == (f"cxreg training: error: --max_epoch, --colour: not options of {TRAIN}, {EVAL} "
+                            "(did you mean --max_epochs for --max_epoch?)")
+
+
+def test_options_of_an_args_file_are_checked_too(tmp_path):
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"config_file": INFER, "moving": "m.png", "refine_stpes": 2}))
+    assert unknown_overrides([MAIN, "run", "inference", "--args_file", str(args)]) == (
+        [("refine_stpes", "refine_steps")], [INFER])
+
+
+def test_no_check_outside_a_monai_bundle_command_line_or_without_readable_configs(tmp_path):
+    assert unknown_overrides(["/usr/bin/pytest", "--refine", "2"]) == ([], [])
+    assert unknown_overrides([MAIN, "run", "--config_file", str(tmp_path / "none.json"), "--x", "1"]) == ([], [])
+    check_overrides("cxreg", ["/usr/bin/pytest", "--anything"])
+
+
+@pytest.mark.parametrize("cfg", ["inference.json", "train.json", "evaluate.json", "multi_gpu_train.json",
+                                 "segmentation/inference.json", "segmentation/train.json",
+                                 "segmentation/evaluate.json", "segmentation/multi_gpu_train.json",
+                                 "autoencoder/inference.json", "autoencoder/train.json",
+                                 "autoencoder/evaluate.json", "autoencoder/multi_gpu_train.json"])
+def test_every_config_checks_its_options_first(cfg):
+    init = json.loads((REPO / "configs" / cfg).read_text())["initialize"]
+    assert init[0].startswith("$bundle.workflow.check_overrides('cxreg ")
