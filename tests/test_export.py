@@ -637,3 +637,21 @@ def test_metrics_row_is_checked_against_the_bundle_settings(tmp_path):
     with pytest.raises(InputError, match="for the registration bundle, not segmentation"):
         export_bundle("segmentation", "JSRT", tmp_path / "x", refine_steps=3, check=False)
     assert not list((tmp_path / "x").glob("*.zip")) if (tmp_path / "x").exists() else True
+
+
+def test_the_publishing_commands_name_the_package_version():
+    """README's and sharing.md's export / download / publish commands name the zips and tags of this version:
+    ``monai.bundle download --version V`` looks for ``<name>_vV.zip``, which only the same version's export
+    writes (before 0.5.10 the docs mixed 0.5.0, 0.5.5 and 0.5.6)."""
+    import re
+
+    from bundle import __version__
+
+    sharing = (REPO / "docs" / "sharing.md").read_text()
+    pub = sharing[sharing.index("## Publishing"):]
+    pub = pub[: pub.find("\n## ", 5)] if "\n## " in pub[5:] else pub
+    readme = (REPO / "README.md").read_text()
+    texts = [pub, sharing[sharing.index("## Export"):].split("```")[1],
+             readme[readme.index("python -m monai.bundle download"):][:400]]
+    found = [v for t in texts for v in re.findall(r'(?:_v|/v|--version |version="|revision=")(\d+\.\d+\.\d+)', t)]
+    assert len(found) >= 12 and set(found) == {__version__}, sorted(set(found))
