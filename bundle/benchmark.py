@@ -644,8 +644,9 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="registration model (default: the --dataset weights)")
     p.add_argument("--seg-model", default=None, help="lung segmentation model (default: the --dataset weights)")
     p.add_argument("--ae-model", default=None, help="autoencoder for the training loss, or 'none' (default: --dataset)")
-    p.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu",
+                   help="cpu | cuda (default: cuda when a GPU is usable, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair sample (default %(default)s)")
     p.add_argument("--methods", default="elastix,syn", help="classical methods to time (comma list; '' for none)")
     p.add_argument("--train-iters", type=whole(1), default=20, help="timed training iterations per bundle")
     p.add_argument("--no-training", action="store_true", help="skip the training throughput")

@@ -112,6 +112,9 @@ def _cmd_register(a) -> int:
     else:
         if not (a.moving and a.fixed):
             raise ValueError("give MOVING FIXED (or --pairs PAIRS.csv)")
+        if a.shard:
+            raise ValueError(f"--shard {a.shard}: splits the pairs of a --pairs CSV; one pair (MOVING FIXED) has "
+                             "nothing to split")
         pairs = [{"moving": a.moving, "fixed": a.fixed, "moving_mask": a.moving_mask, "fixed_mask": a.fixed_mask}]
     single = not a.pairs
     from .distributed import parse_shard, shard_items
@@ -239,12 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refine-distance-weight", type=non_negative, default=0.0, help="ours: weight of the refinement's "
                    "boundary term (mismatched lung weighted by its distance to the fixed mask's border; 0 = off)")
     e.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP)
-    e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    e.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu",
+                   help="cpu | cuda | cuda:N (default: cuda when a GPU is usable, else cpu)")
     e.add_argument("--dataset", default="JSRT", help="JSRT | MONT | SHEN")
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="the splits.json split whose ordered pairs are scored (default %(default)s)")
     e.add_argument("--data-dir", default=None, help="data directory (default ../shared/data or $CXREG_DATA_DIR)")
     e.add_argument("--max-pairs", type=whole(1), default=None, help="seeded sample of this many ordered pairs")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the --max-pairs sample (default %(default)s)")
     e.add_argument("--spacing", type=positive, default=None, help="pixel spacing in mm (distances in mm)")
     e.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -276,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the refinement's boundary term (mismatched lung weighted by its distance to "
                    "the fixed mask's border; 0 = off)")
     g.add_argument("--fix-folds", choices=["on", "off"], default=None, help=FIX_FOLDS_HELP[6:])
-    g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    g.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu",
+                   help="cpu | cuda | cuda:N (default: cuda when a GPU is usable, else cpu)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no per-pair lines")
     g.add_argument("--shard", default=None, help="i/n: with --pairs, register only every n-th pair from the i-th "
                    "(one process or GPU per shard)")
     g.set_defaults(func=_cmd_register)
@@ -287,12 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True, choices=["JSRT", "MONT", "SHEN"])
     r.add_argument("--source", required=True, help="folder of the official download")
     r.add_argument("--out", required=True, help="data directory to write <out>/<DATASET>/{images,masks}")
-    r.add_argument("--size", type=whole(32), default=256)
-    r.add_argument("--overwrite", action="store_true")
+    r.add_argument("--size", type=whole(32), default=256, help="side of the square images and masks written (default %(default)s)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing <out>/<DATASET> folder")
     r.set_defaults(func=_cmd_prepare)
 
     i = sub.add_parser("info", help="show version and the datasets found")
-    i.add_argument("--data-dir", default=None)
+    i.add_argument("--data-dir", default=None, help="data directory (default ../shared/data or $CXREG_DATA_DIR)")
     i.set_defaults(func=_cmd_info)
 
     # sub-commands that live in their own modules: each defines add_parser(subparsers)

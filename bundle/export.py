@@ -970,7 +970,7 @@ def add_parser(sub) -> None:
     from .cli import non_negative, whole
 
     p = sub.add_parser("export", help="write standalone MONAI bundles (zip) that run without cxreg installed")
-    p.add_argument("--bundle", required=True, choices=[*KINDS, "all"])
+    p.add_argument("--bundle", required=True, choices=[*KINDS, "all"], help="which bundle: %(choices)s")
     p.add_argument("--dataset", required=True, help="JSRT | MONT | SHEN | universal | all")
     p.add_argument("--out", default="dist", help="folder of the zips (default dist/)")
     p.add_argument("--version", default=None, help="bundle version (default: configs' metadata.json)")

@@ -328,6 +328,15 @@ def test_pairs_csv_structure_errors(capsys, tmp_path, models, text, msg):
     assert not (tmp_path / "o").exists()
 
 
+def test_shard_of_a_single_pair_is_refused(capsys, tmp_path, models, bad):
+    """``--shard`` splits a pairs CSV; with MOVING FIXED it was ignored without a word before 0.5.10."""
+    rc, _, err = _register(capsys, models, str(bad / "moving.png"), str(bad / "fixed.png"), "--out",
+                           str(tmp_path / "o"), "--shard", "0/2")
+    assert rc == 1 and err.strip() == ("cxreg register: error: --shard 0/2: splits the pairs of a --pairs CSV; one "
+                                       "pair (MOVING FIXED) has nothing to split")
+    assert not (tmp_path / "o").exists()
+
+
 def test_monai_bundle_inference_fails_in_one_last_line(bad, tmp_path):
     out = tmp_path / "o"
     r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
