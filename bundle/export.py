@@ -668,6 +668,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                    "ae_model": "$os.path.join(@bundle_root, 'models', 'autoencoder.pt')",
                    "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
                    "integrate": s["integrate"], "fix_folds": s.get("fix_folds", False),
+                   "intensity": s.get("intensity", "unit"),
                    "channels": n.get("channels", tr["channels"]),
                    "num_scales": n.get("num_scales", tr["num_scales"]), "fusion": n.get("fusion", tr["fusion"]),
                    "shipped_settings": settings})

@@ -47,6 +47,7 @@ __all__ = [
     "build_registration",
     "init_weights",
     "init_intensity",
+    "init_setting",
     "load_registration",
     "save_registration",
     "attention_masks",
@@ -508,16 +509,29 @@ def init_weights(net: torch.nn.Module, init: str | os.PathLike | None, kind: str
     return _init(net, init, kind)
 
 
-def init_intensity(init: str | os.PathLike | None) -> str:
-    """The intensity mode saved with the ``--init`` registration model (``unit`` without one), so that
-    fine-tuning keeps the normalisation its start was trained with (``configs/train.json``'s default)."""
+def init_setting(init: str | os.PathLike | None, name: str, default):
+    """The setting ``name`` saved with the ``--init`` registration model (``default`` without one, or when the
+    file has no settings), so that fine-tuning keeps what its start was trained with: ``configs/train.json``'s
+    defaults of ``intensity``, ``attention``, ``affine``, ``integrate`` and ``fix_folds`` (since 0.5.10; before,
+    only ``intensity`` followed ``--init`` and ``--init universal`` without the diffeo preset trained the shipped
+    diffeomorphic weights as a plain displacement field). A value given on the command line or in a preset
+    overrides it."""
     from .workflow import init_path, safe_load
 
     try:
         p = init_path(init, "registration")
-        return "unit" if p is None else str(safe_load(p)["settings"].get("intensity", "unit"))
+        if p is None:
+            return default
+        value = safe_load(p)["settings"].get(name, default)
     except Exception:  # a missing or foreign file: init_weights names the problem
-        return "unit"
+        return default
+    return type(default)(value) if isinstance(default, (bool, str)) else value
+
+
+def init_intensity(init: str | os.PathLike | None) -> str:
+    """The intensity mode saved with the ``--init`` registration model (``unit`` without one)
+    (:func:`init_setting`)."""
+    return str(init_setting(init, "intensity", "unit"))
 
 
 def load_registration(model: str | os.PathLike = "JSRT", device="cpu") -> tuple[MultiScaleRegNet, RegSettings]:

@@ -276,6 +276,32 @@ def test_registration_fine_tuning_keeps_the_intensity_mode_of_its_start(init, mo
     assert p.get_parsed_content("settings").intensity == mode
 
 
+SWITCHES = ("attention", "affine", "integrate", "fix_folds", "intensity")
+
+
+@pytest.mark.parametrize("init", ["JSRT", "universal"])
+def test_registration_fine_tuning_keeps_the_settings_of_its_start(init, tmp_path):
+    """``--init`` without a preset trains with the start's own switches (before 0.5.10 only its intensity: the
+    shipped diffeomorphic weights were fine-tuned as a plain displacement field, affine off); a value on the
+    command line (or a preset) still wins; without ``--init`` the paper's defaults hold."""
+    from bundle.registration import RegSettings, load_registration
+
+    saved = load_registration(init)[1]
+    assert saved.affine and saved.integrate  # the shipped models: the diffeo preset
+    got = _parsed([REPO / "configs" / "train.json"], init=init).get_parsed_content("settings")
+    assert {k: getattr(got, k) for k in SWITCHES} == {k: getattr(saved, k) for k in SWITCHES}
+    got = _parsed([REPO / "configs" / "train.json"], init=init, affine=False).get_parsed_content("settings")
+    assert got.affine is False and got.integrate == saved.integrate
+    paper = _parsed([REPO / "configs" / "train.json"], init=None).get_parsed_content("settings")
+    assert {k: getattr(paper, k) for k in SWITCHES} == {k: getattr(RegSettings(), k) for k in SWITCHES}
+    # a weights file without settings (a plain state dict): the defaults, not an error here
+    from bundle.networks import MultiScaleRegNet
+
+    torch.save(MultiScaleRegNet().state_dict(), tmp_path / "plain.pt")
+    got = _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "plain.pt")).get_parsed_content("settings")
+    assert (got.affine, got.integrate, got.attention) == (False, False, True)
+
+
 def test_own_data_never_writes_over_shipped_weights_and_checks_batch_and_init(tmp_path):
     from bundle.priors import weights_path
 
