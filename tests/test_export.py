@@ -655,3 +655,19 @@ def test_the_publishing_commands_name_the_package_version():
              readme[readme.index("python -m monai.bundle download"):][:400]]
     found = [v for t in texts for v in re.findall(r'(?:_v|/v|--version |version="|revision=")(\d+\.\d+\.\d+)', t)]
     assert len(found) >= 12 and set(found) == {__version__}, sorted(set(found))
+
+
+def test_an_exported_registration_bundle_trains_with_its_model_s_switches_and_intensity():
+    """The exported ``train.json`` reproduces its model's settings; the universal model's histogram
+    equalisation was lost before 0.5.10 (its ``intensity`` followed ``--init``, which a bundle leaves empty)."""
+    from dataclasses import asdict
+
+    from bundle.export import _configs
+    from bundle.registration import load_registration
+
+    for name in ("universal", "JSRT"):
+        s = asdict(load_registration(name)[1])
+        tr = _configs("registration", name, s)["train.json"]
+        assert {k: tr[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")} == {
+            k: s[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")}
+    assert asdict(load_registration("universal")[1])["intensity"] == "equalize"
