@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     # sub-commands that live in their own modules: each defines add_parser(subparsers)
     import importlib
 
-    for mod in ("warp", "pairs", "export", "benchmark"):
+    for mod in ("warp", "points", "pairs", "export", "benchmark"):
         importlib.import_module(f".{mod}", __package__).add_parser(sub)
     return p
 
