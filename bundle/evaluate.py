@@ -1,7 +1,8 @@
 # Copyright (c) cxreg contributors. Licensed under the Apache License, Version 2.0.
 """Evaluation harness: register ordered test pairs with a method and score them.
 
-Writes into ``out``: ``pairs.csv`` (moving, fixed, dsc, hd, assd, hd95 (since 0.5.5), jac, jac_pct, seconds),
+Writes into ``out``: ``pairs.csv`` (moving, fixed, dsc, hd, assd, hd95 (since 0.5.5), jac, jac_pct, sdlogj (std of log det J, since
+0.5.10), seconds),
 ``summary.json`` (mean/std/median/p90 per metric, settings, timing) and ``table.md`` (a Table-1 row
 ``mean (std)``). Methods map a batch of pairs at the evaluation size (256x256) to pull-back fields;
 masks are warped with nearest neighbour, so warped masks stay binary.
@@ -149,7 +150,7 @@ def evaluate(
 
         pairs = shard_items(pairs, shard)
 
-    rows, values = [], {k: [] for k in ("dsc", "hd", "assd", "hd95", "jac", "jac_pct", "seconds")}
+    rows, values = [], {k: [] for k in ("dsc", "hd", "assd", "hd95", "jac", "jac_pct", "sdlogj", "seconds")}
     t_start = time.perf_counter()
     with atomic_dir(out) as tmp:
         bar = tqdm(total=len(pairs), desc=f"{method} {dataset}", unit="pair", disable=not progress)

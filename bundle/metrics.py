@@ -28,7 +28,7 @@ import torch
 
 from .spatial import jacobian_determinant
 
-__all__ = ["dice", "hausdorff", "assd", "surface_metrics", "folding", "inverse_consistency", "pair_metrics",
+__all__ = ["dice", "hausdorff", "assd", "surface_metrics", "folding", "log_jacobian_std", "inverse_consistency", "pair_metrics",
            "score_field", "summarise"]
 
 
@@ -121,6 +121,15 @@ def folding(ddf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return count, 100.0 * count.float() / det[0].numel()
 
 
+def log_jacobian_std(det: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of log det J over the pixels of each item (``SDlogJ``, as Learn2Reg reports it:
+    the determinant clipped to [1e-9, 1e9], population std), for (B, H, W) Jacobian determinants
+    (:func:`bundle.spatial.jacobian_determinant`); (B,). 0 for any field whose determinant is constant (no
+    deformation, a translation, a uniform scaling); a fold (det <= 0) counts as log 1e-9 = -20.7."""
+    d = torch.as_tensor(det).double().clamp(1e-9, 1e9).log().flatten(1)
+    return d.std(1, unbiased=False).float()
+
+
 def inverse_consistency(ddf_ab: torch.Tensor, ddf_ba: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse-consistency error (pixels) of two fields of one pair registered both ways, shape (B,).
 
@@ -139,16 +148,18 @@ def inverse_consistency(ddf_ab: torch.Tensor, ddf_ba: torch.Tensor, mask: torch.
 
 
 def pair_metrics(warped_mask, fixed_mask, ddf=None, spacing=None) -> dict[str, list[float]]:
-    """All metrics for a batch of pairs: ``{"dsc", "hd", "assd", "hd95", "jac", "jac_pct"}`` lists of length B
-    (``hd95`` since 0.5.5)."""
+    """All metrics for a batch of pairs: ``{"dsc", "hd", "assd", "hd95", "jac", "jac_pct", "sdlogj"}`` lists of
+    length B (``hd95`` since 0.5.5, ``sdlogj`` (:func:`log_jacobian_std`) since 0.5.10)."""
     hd, sd, h95 = surface_metrics(warped_mask, fixed_mask, spacing, hd95=True)
     out = {"dsc": dice(warped_mask, fixed_mask).tolist(), "hd": hd.tolist(), "assd": sd.tolist(), "hd95": h95.tolist()}
     b = len(out["dsc"])
     if ddf is None:
-        out["jac"], out["jac_pct"] = [0] * b, [0.0] * b
+        out["jac"], out["jac_pct"], out["sdlogj"] = [0] * b, [0.0] * b, [0.0] * b
     else:
-        c, pct = folding(ddf)
-        out["jac"], out["jac_pct"] = c.tolist(), pct.tolist()
+        det = jacobian_determinant(torch.as_tensor(ddf))
+        count = (det <= 0).flatten(1).sum(1)
+        out["jac"], out["jac_pct"] = count.tolist(), (100.0 * count.float() / det[0].numel()).tolist()
+        out["sdlogj"] = log_jacobian_std(det).tolist()
     return out
 
 

@@ -248,12 +248,15 @@ def register(fixed, moving, model=DEFAULT_MODEL, fixed_mask=None, moving_mask=No
 
 
 def metrics_of(res: dict, spacing=None) -> dict:
-    """JAC always; DSC, HD, ASSD and HD95 (pixels of the fixed image) when both masks were given, and with
+    """JAC (folded pixels) and SDlogJ (std of log det J) always; DSC, HD, ASSD and HD95 (pixels of the fixed image) when both masks were given, and with
     ``spacing`` (row, col) mm of the fixed image other than (1, 1) also ``hd_mm``, ``assd_mm``, ``hd95_mm`` and
     ``spacing_mm``."""
     ddf = torch.from_numpy(res["ddf"])[None]
-    out = {"jac": int((torch.from_numpy(res["jacobian"]) <= 0).sum()),
-           "jac_pct": float(100 * (torch.from_numpy(res["jacobian"]) <= 0).float().mean())}
+    from .metrics import log_jacobian_std
+
+    det = torch.from_numpy(res["jacobian"])
+    out = {"jac": int((det <= 0).sum()), "jac_pct": float(100 * (det <= 0).float().mean()),
+           "sdlogj": float(log_jacobian_std(det[None])[0])}
     if "folds_removed" in res:
         out["folds_removed"] = res["folds_removed"]
     if res["masks_given"]:

@@ -23,7 +23,7 @@ def test_identity_outputs(toy_data, tmp_path):
     assert s["n_pairs"] == 20 and s["all_pairs"]
     rows = list(csv.DictReader(open(out / "pairs.csv")))
     assert len(rows) == 20 and list(rows[0]) == ["moving", "fixed", "dsc", "hd", "assd", "hd95", "jac", "jac_pct",
-                                                   "seconds"]
+                                                   "sdlogj", "seconds"]
     d = load_split("TOY", "test", toy_data)
     for r in rows:  # identity: the DSC of the two masks as they are, counted by hand
         a = d.masks[d.ids.index(r["moving"])].numpy() > 0.5
@@ -93,7 +93,7 @@ def test_cli_help_lists_subcommands_and_version():
     assert r.returncode == 0
     body = r.stdout.split("  COMMAND\n", 1)[1].split("\noptions:", 1)[0]
     listed = [ln.split()[0] for ln in body.splitlines() if ln.startswith("    ") and not ln.startswith("      ")]
-    assert sorted(listed) == sorted(["evaluate", "register", "pairs", "warp", "export", "benchmark", "prepare-data",
+    assert sorted(listed) == sorted(["evaluate", "register", "pairs", "warp", "points", "export", "benchmark", "prepare-data",
                                      "info"])
     from bundle import __version__
 

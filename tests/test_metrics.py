@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle.metrics import assd, dice, folding, hausdorff, pair_metrics, summarise
+from bundle.metrics import assd, dice, folding, hausdorff, log_jacobian_std, pair_metrics, summarise
 
 
 def sq(r0, c0, h=10, w=10, size=32):
@@ -149,3 +149,29 @@ def test_score_field_warps_the_moving_mask_by_the_field_and_scores_it():
     assert m["dsc"][0] == pytest.approx(1.0) and m["hd"][0] == pytest.approx(0.0) and m["jac"][0] == 0
     m0 = score_field(torch.zeros_like(u), moving, fixed)
     assert m0["hd"][0] == pytest.approx(3.0) and m0["dsc"][0] == pytest.approx(2 * 108 / 288)
+
+
+def test_sdlogj_is_zero_for_constant_determinants_and_matches_a_hand_computed_field():
+    """SDlogJ (std of log det J): 0 for no deformation, a translation and a uniform scaling (det constant, here
+    1, 1 and 1.5 ** 2); for u_col = a * col ** 2 the stencil's determinant is known per column (central
+    differences: 1 + 2 a c inside; one-sided at the border: 1 + a at c = 0, 1 + a (2W - 3) at c = W - 1)."""
+    from bundle.spatial import jacobian_determinant
+
+    h, w, a = 12, 16, 0.01
+    r, c = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    fields = torch.stack([torch.zeros(2, h, w, dtype=torch.float64),
+                          torch.stack([torch.full((h, w), 2.0), torch.full((h, w), -3.0)]).double(),
+                          torch.stack([0.5 * r, 0.5 * c]),
+                          torch.stack([torch.zeros(h, w, dtype=torch.float64), a * c ** 2])])
+    got = log_jacobian_std(jacobian_determinant(fields))
+    assert got[:3].abs().max() < 1e-6
+    cols = np.arange(w, dtype=np.float64)
+    det = 1 + 2 * a * cols
+    det[0], det[-1] = 1 + a, 1 + a * (2 * w - 3)
+    want = np.std(np.log(np.tile(det, (h, 1))))
+    assert got[3].item() == pytest.approx(want, rel=1e-5) and want > 0.05
+    # a fold: its pixels count as log(1e-9), far from the rest
+    fold = torch.zeros(1, 2, h, w)
+    fold[0, 1, :, 8:] = -3.0  # columns 7..8 fold over
+    assert (jacobian_determinant(fold) <= 0).any() and log_jacobian_std(jacobian_determinant(fold)).item() > 3
+    assert pair_metrics(sq(5, 5), sq(5, 5), fields[3:].float())["sdlogj"][0] == pytest.approx(want, rel=1e-4)
