@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "write_nifti", "parse_labels", "MAX_LABELS",
-           "save_image", "stem", "atomic_dir", "check_writable"]
+           "save_image", "stem", "atomic_dir", "check_writable", "check_output_file"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
 # Sizes ``cxreg register`` accepts (pixels per side): smaller images carry no lung shape to register; larger
@@ -307,6 +307,22 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     return anc
+
+
+def check_output_file(out: str | os.PathLike, overwrite: bool, suffixes: tuple[str, ...], types: str) -> Path:
+    """Refuse an unusable output *file* path before any work (nothing is created here): a name not ending in one of
+    ``suffixes`` (``types`` names them in the message), an existing file without ``overwrite``, a folder in its
+    place, or a parent folder that cannot be written. Returns ``out`` as a Path."""
+    out = Path(out)
+    if not out.name.lower().endswith(suffixes):
+        raise InputError(f"{out}: unsupported output type (use {types})")
+    if out.exists() and (out.is_dir() or not overwrite):
+        raise InputError(f"{out}: output file exists" + (" and is a folder" if out.is_dir() else
+                                                          " (use --overwrite to replace it)"))
+    anc = nearest_existing(out.parent)
+    if not anc.is_dir() or not os.access(anc, os.W_OK):
+        raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
+    return out
 
 
 def check_writable(dest: str | os.PathLike, overwrite: bool = False) -> Path:

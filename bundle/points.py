@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, atomic_file, nearest_existing
+from .io import InputError, atomic_file, check_output_file
 
 __all__ = ["map_points", "map_points_file", "read_points_csv", "add_parser"]
 
@@ -130,15 +130,7 @@ def map_points_file(ddf: str | os.PathLike, points: str | os.PathLike, out: str 
     (``"moving"``), and ``inside``. Written atomically. Returns ``(out, number of points, largest residual)``."""
     from .warp import read_ddf
 
-    out = Path(out)
-    if not out.name.lower().endswith(".csv"):
-        raise InputError(f"{out}: the output must be a .csv file")
-    if out.exists() and (out.is_dir() or not overwrite):
-        raise InputError(f"{out}: output file exists" + (" and is a folder" if out.is_dir() else
-                                                          " (use --overwrite to replace it)"))
-    anc = nearest_existing(out.parent)
-    if not anc.is_dir() or not os.access(anc, os.W_OK):
-        raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
+    out = check_output_file(out, overwrite, (".csv",), ".csv")
     cols, rows, pts = read_points_csv(points)
     vec, fo, fs, fd = read_ddf(ddf)
     mapped, ins, res = map_points(pts, vec, (fo, fs, fd), from_image)

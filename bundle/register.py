@@ -26,7 +26,7 @@ from monai.inferers import Inferer
 from .io import (MAX_SIDE, MIN_SIDE, InputError, atomic_dir, check_writable, first_line, is_dicom, is_nifti, json_ready,
                  load_image, load_mask, parse_labels, save_image, stem, write_text_atomic)
 from .metrics import pair_metrics
-from .refine import DEFAULT_MASK_WEIGHT
+from .refine import DEFAULT_MASK_WEIGHT, check_weights
 from .spatial import jacobian_determinant, remove_folds, resize_image
 
 # The model users get unless they choose: trained on all three datasets, within 0.005 DSC of each dataset's own
@@ -80,8 +80,6 @@ class Registrar:
         from .workflow import check_device
 
         check_device(device)  # before the weights are mapped onto it
-        from .refine import check_weights
-
         check_weights({"w_mask": refine_mask_weight, "w_dist": refine_distance_weight})  # before anything loads
         net, settings = load_registration(model, device)
         from .priors import shipped_name
@@ -99,8 +97,6 @@ class Registrar:
         self.settings = settings if isinstance(settings, RegSettings) else RegSettings.from_dict(settings)
         self.seg = seg.to(device).eval()
         self.device, self.size, self.refine_steps, self.fix_folds = device, size, refine_steps, fix_folds
-        from .refine import check_weights
-
         w = check_weights({"w_mask": refine_mask_weight, "w_dist": refine_distance_weight})
         self.refine_mask_weight, self.refine_distance_weight = w["w_mask"], w["w_dist"]
 
@@ -532,19 +528,17 @@ def count_arg(value, name: str) -> int:
 
 
 def weight_arg(value, name: str, default: float) -> float:
-    """A bundle's non-negative weight option as Fire passes it (a number, or a string such as "80"; None =
-    ``default``); an :class:`InputError` naming the option otherwise (nan, inf, negative, not a number)."""
-    import math
-
+    """A bundle's refinement weight as Fire passes it (a number, or a string such as "80"; None = ``default``),
+    checked as :func:`bundle.refine.check_weights` checks weights; a bool, nan, inf, a negative value or text
+    is an :class:`InputError` naming the option."""
     if value is None:
         return float(default)
     try:
-        w = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError, OverflowError):
-        w = math.nan
-    if not (math.isfinite(w) and w >= 0):
-        raise InputError(f"{name} must be a finite number >= 0, not {value}")
-    return w
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return check_weights({"w_mask": value})["w_mask"]
+    except ValueError:
+        raise InputError(f"{name} must be a finite number >= 0, not {value}") from None
 
 
 def fix_folds_arg(value, name: str = "--fix_folds") -> bool | None:

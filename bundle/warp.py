@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, atomic_file, first_line, image_shape, is_nifti, load_image, nearest_existing, write_nifti
+from .io import (InputError, atomic_file, check_output_file, first_line, image_shape, is_nifti, load_image,
+                 write_nifti)
 
 __all__ = ["warp_file", "read_ddf", "apply_ddf", "moving_geometry", "add_parser"]
 
@@ -72,18 +73,6 @@ def apply_ddf(moving: np.ndarray, moving_geometry, ddf: np.ndarray, fixed_geomet
                            mode="constant" if labels else "nearest", cval=0.0)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an unusable output path before any work (nothing is created here)."""
-    if not str(out.name).lower().endswith(_OUT_TYPES):
-        raise InputError(f"{out}: unsupported output type (use .png, .nii or .nii.gz)")
-    if out.exists() and (out.is_dir() or not overwrite):
-        raise InputError(f"{out}: output file exists" + (" and is a folder" if out.is_dir() else
-                                                          " (use --overwrite to replace it)"))
-    anc = nearest_existing(out.parent)
-    if not anc.is_dir() or not os.access(anc, os.W_OK):
-        raise InputError(f"{out}: output folder cannot be written ({anc} is not a writable folder)")
-
-
 def _registered_moving(ddf_path: Path) -> tuple[Path | None, tuple[int, int] | None]:
     """The moving image ``cxreg register`` computed ``ddf_path`` for, if it still exists, and its size (rows,
     cols; recorded since 0.5.7), from the metrics.json beside the field; (None, None) without one."""
@@ -135,7 +124,7 @@ def warp_file(moving: str | os.PathLike, ddf: str | os.PathLike, out: str | os.P
     (uint8/uint16 with ``labels``) with the fixed image's origin, spacing and direction.
     """
     moving, ddf, out = Path(moving), Path(ddf), Path(out)
-    _check_out(out, overwrite)
+    check_output_file(out, overwrite, _OUT_TYPES, ".png, .nii or .nii.gz")
     vec, fo, fs, fd = read_ddf(ddf)
     img = load_image(moving)
     whole = np.isfinite(img).all() and np.array_equal(img, np.rint(img)) and img.min() >= 0 and img.max() <= 65535
