@@ -413,6 +413,14 @@ def _rewrite(obj, pkg: str = f"scripts.{PACKAGE}"):
     return obj
 
 
+def _after_option_check(cfg: dict, item: str) -> list[str]:
+    """``cfg``'s ``initialize`` with ``item`` after its first step, the option check (``check_overrides``), so
+    that a misspelt option is reported before the weights are hashed."""
+    init = list(cfg.get("initialize", []))
+    k = 1 if init and "check_overrides(" in init[0] else 0
+    return [*init[:k], item, *init[k:]]
+
+
 def _imports(cfg: dict) -> list[str]:
     imp = [i for i in cfg.get("imports", []) if i != f"$import scripts.{PACKAGE}"]
     return ["$import os", "$import scripts", f"$import scripts.{PACKAGE}", f"$import scripts.{PACKAGE}.export",
@@ -690,7 +698,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                                                           f"**scripts.{PACKAGE}.export.eval_refine_options("
                                                           "@refine_steps, @refine_mask_weight), fix_folds="
                                                           f"scripts.{PACKAGE}.export.eval_fix_folds_option(@eval_fix_folds))"})
-        ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
+        ev["initialize"] = _after_option_check(ev, f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)")
         out["evaluate.json"] = ev
         return out
     inf = _rewrite(_repo_cfg(kind, "inference.json"))
@@ -709,7 +717,7 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
     out["train.json"] = tr
     ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
     ev["model_path"] = "$os.path.join(@bundle_root, 'models', 'model.pt')"
-    ev["initialize"] = [f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)", *ev.get("initialize", [])]
+    ev["initialize"] = _after_option_check(ev, f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)")
     out["evaluate.json"] = ev
     return out
 

@@ -122,12 +122,13 @@ def folding(ddf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def log_jacobian_std(det: torch.Tensor) -> torch.Tensor:
-    """Standard deviation of log det J over the pixels of each item (``SDlogJ``, as Learn2Reg reports it:
-    the determinant clipped to [1e-9, 1e9], population std), for (B, H, W) Jacobian determinants
+    """Standard deviation of log det J over the pixels of each item (``SDlogJ``: the determinant clipped to
+    [1e-9, 1e9], population std; Learn2Reg's evaluation script instead takes log(det + 3) and crops the
+    border, so its values are not these), for (B, H, W) Jacobian determinants
     (:func:`bundle.spatial.jacobian_determinant`); (B,). 0 for any field whose determinant is constant (no
     deformation, a translation, a uniform scaling); a fold (det <= 0) counts as log 1e-9 = -20.7."""
-    d = torch.as_tensor(det).double().clamp(1e-9, 1e9).log().flatten(1)
-    return d.std(1, unbiased=False).float()
+    d = torch.as_tensor(det).float().clamp(1e-9, 1e9).log_().flatten(1)
+    return d.std(1, unbiased=False)
 
 
 def inverse_consistency(ddf_ab: torch.Tensor, ddf_ba: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

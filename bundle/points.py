@@ -71,7 +71,8 @@ def map_points(points: np.ndarray, ddf: np.ndarray, geometry, from_image: str = 
         cr = to_index(q)
         return q + _bilinear(u, cr), inside(cr), np.zeros(len(q))
     # d u / d index by central differences (one-sided at the border), as (H, W, 2 components, 2 index axes)
-    du_dr, du_dc = np.gradient(u, axis=(0, 1)) if min(h, w) > 1 else (np.zeros_like(u), np.zeros_like(u))
+    du_dr = np.gradient(u, axis=0) if h > 1 else np.zeros_like(u)  # np.gradient needs 2 samples per axis
+    du_dc = np.gradient(u, axis=1) if w > 1 else np.zeros_like(u)
     grad = np.stack([du_dc, du_dr], -1)  # (..., component, (col, row))
     cr = to_index(q - _bilinear(u, to_index(q)))  # start: q - u(q)
     res = np.full(len(q), np.inf)

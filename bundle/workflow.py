@@ -252,22 +252,29 @@ def first_reaching(history: list[dict], threshold: float) -> dict | None:
     return None
 
 
-#: ``python -m monai.bundle run`` arguments that are not config keys (MONAI's ``run`` / ``run_workflow``).
+#: ``python -m monai.bundle run`` arguments that are not config keys (MONAI's ``run`` / ``run_workflow`` and
+#: ``ConfigWorkflow``).
 MONAI_RUN_ARGS = ("run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking",
-                  "args_file", "workflow_name", "workflow_type")
+                  "args_file", "workflow_name", "workflow_type", "properties_path")
 
 
 def _argv_options(argv: list[str]) -> dict:
-    """``--name value`` / ``--name=value`` / ``--flag`` options of a Fire command line as {name: value}
-    (Fire's spelling: ``-`` in a name is ``_``); positional words are skipped."""
+    """``--name value`` / ``--name=value`` / ``--flag`` (and Fire's one-dash ``-name``) options of a Fire
+    command line as {name: value} (Fire's spelling: ``-`` in a name is ``_``); positional words are skipped and
+    a bare ``--`` ends the options (what follows is for Fire itself: ``-- --trace``)."""
+    import re
+
     out, i = {}, 0
     while i < len(argv):
         tok = argv[i]
-        if tok.startswith("--") and len(tok) > 2:
-            name, eq, val = tok[2:].partition("=")
+        if tok == "--":
+            break
+        m = re.match(r"^--?([A-Za-z_].*)$", tok)
+        if m:
+            name, eq, val = m.group(1).partition("=")
             if not eq:
                 nxt = argv[i + 1] if i + 1 < len(argv) else None
-                if nxt is not None and not nxt.startswith("--"):
+                if nxt is not None and not re.match(r"^--?[A-Za-z_]", nxt) and nxt != "--":
                     val, i = nxt, i + 1
                 else:
                     val = True
@@ -276,7 +283,9 @@ def _argv_options(argv: list[str]) -> dict:
     return out
 
 
-def _config_files(value) -> list[str]:
+def _config_files(value):
+    """``--config_file`` as MONAI takes it: a list literal (Fire parses ``"['a.json','b.json']"``) or a path
+    string (MONAI itself splits a comma-separated one)."""
     import ast
 
     if isinstance(value, (list, tuple)):
@@ -286,8 +295,8 @@ def _config_files(value) -> list[str]:
         try:
             return [str(v) for v in ast.literal_eval(s)]
         except (ValueError, SyntaxError):
-            return []
-    return [s]
+            return s
+    return s
 
 
 def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -295,38 +304,45 @@ def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, st
 
     MONAI adds an unknown ``--key value`` to the config as a new, unused entry, so a misspelt option (``--refine``
     for ``--refine_steps``) would be ignored without a word. Returns ``([(option, closest known key or None)],
-    config files)``; nothing when ``argv`` (default ``sys.argv``) is not such a command line or a config file
-    cannot be read (MONAI then reports that itself). A ``#`` path counts as known when its first part is."""
+    config files)``; nothing when ``argv`` (default ``sys.argv``) is not such a command line or a config or args
+    file cannot be read (MONAI then reports that itself). The files are read as MONAI reads them (JSON or YAML,
+    lists and comma-separated paths merged). A ``#`` or ``::`` path counts as known when its first part is; with
+    ``--tracking``, the keys of MONAI's tracking settings (``experiment_name``, ``run_name``, ...) are known."""
     import difflib
+    import re
     import sys
+
+    from monai.bundle import ConfigParser
 
     argv = sys.argv if argv is None else argv
     if not argv or not str(argv[0]).replace("\\", "/").endswith("monai/bundle/__main__.py"):
         return [], []
     opts = _argv_options(list(argv[1:]))
-    if opts.get("args_file"):
-        try:
-            extra = json.loads(Path(opts["args_file"]).read_text())
-        except (OSError, ValueError):
+    try:
+        if opts.get("args_file"):
+            extra = ConfigParser.load_config_file(str(opts["args_file"]))
+            opts = {**extra, **opts} if isinstance(extra, dict) else opts
+        files = _config_files(opts.get("config_file", ""))
+        if not files:  # MONAI refuses a run without a config itself
             return [], []
-        opts = {**extra, **opts} if isinstance(extra, dict) else opts
-    files = _config_files(opts.get("config_file", ""))
-    known = set(MONAI_RUN_ARGS)
-    for f in files:
-        try:
-            cfg = json.loads(Path(f).read_text())
-        except (OSError, ValueError):
-            return [], []
-        if not isinstance(cfg, dict):
-            return [], []
-        known.update(cfg)
+        cfg = ConfigParser.load_config_files(files)
+    except Exception:  # a missing or broken file: MONAI's own error follows
+        return [], []
+    if not isinstance(cfg, dict):
+        return [], []
+    known = set(MONAI_RUN_ARGS) | set(cfg)
+    if opts.get("tracking"):
+        from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
+
+        known |= set(DEFAULT_MLFLOW_SETTINGS.get("configs", {}))
     bad = []
     for name in opts:
-        if name in known or name.split("#")[0] in known or name == "help":
+        if name in known or re.split("::|#", name)[0] in known or name == "help":
             continue
         close = difflib.get_close_matches(name, sorted(k for k in known if k not in MONAI_RUN_ARGS), n=1, cutoff=0.6)
         bad.append((name, close[0] if close else None))
-    return bad, files
+    shown = files if isinstance(files, list) else [f.strip() for f in str(files).split(",")]
+    return bad, shown
 
 
 def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None) -> None:

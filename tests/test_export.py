@@ -671,3 +671,6 @@ def test_an_exported_registration_bundle_trains_with_its_model_s_switches_and_in
         assert {k: tr[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")} == {
             k: s[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")}
     assert asdict(load_registration("universal")[1])["intensity"] == "equalize"
+    for kind, settings in (("registration", s), ("segmentation", None)):  # a misspelt option before the hashing
+        init = _configs(kind, "JSRT", settings)["evaluate.json"]["initialize"]
+        assert "check_overrides(" in init[0] and "check_weights_or_exit(" in init[1]

@@ -66,3 +66,25 @@ def test_no_check_outside_a_monai_bundle_command_line_or_without_readable_config
 def test_every_config_checks_its_options_first(cfg):
     init = json.loads((REPO / "configs" / cfg).read_text())["initialize"]
     assert init[0].startswith("$bundle.workflow.check_overrides('cxreg ")
+
+
+def test_monai_s_own_override_forms_pass(tmp_path):
+    """What MONAI and Fire accept besides config keys: ``::`` paths, tracking settings with ``--tracking``,
+    ``--properties_path``, Fire's own flags after a bare ``--``."""
+    ok = [MAIN, "run", "training", "--config_file", TRAIN, "--network_def::channels", "8", "--tracking", "mlflow",
+          "--experiment_name", "e", "--run_name", "r", "--properties_path", "p.json", "--", "--trace", "--verbose"]
+    assert unknown_overrides(ok) == ([], [TRAIN])
+    # without --tracking, a tracking setting is not a key of this config
+    assert unknown_overrides([MAIN, "run", "--config_file", TRAIN, "--experiment_name", "e"])[0] == [
+        ("experiment_name", None)]
+
+
+def test_yaml_args_files_comma_separated_configs_and_one_dash_options_are_checked(tmp_path):
+    args = tmp_path / "args.yaml"
+    args.write_text(f"config_file: {INFER}\nrefine: 3\n")
+    assert unknown_overrides([MAIN, "run", "inference", "--args_file", str(args)])[0] == [("refine", "refine_steps")]
+    both = f"{TRAIN},{EVAL}"
+    assert unknown_overrides([MAIN, "run", "--config_file", both, "--eval_dir", "e", "--max_epochs", "2"]) == (
+        [], [TRAIN, EVAL])
+    assert unknown_overrides([MAIN, "run", "inference", "--config_file", INFER, "-refine", "20", "--moving",
+                              "-1"])[0] == [("refine", "refine_steps")]  # "-1" is a value, not an option
