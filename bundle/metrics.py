@@ -116,7 +116,11 @@ def surface_metrics(pred, target, spacing: tuple[float, float] | None = None, hd
 
 def folding(ddf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(count, percent) of pixels with Jacobian determinant <= 0 for (B, 2, H, W) fields, each (B,)."""
-    det = jacobian_determinant(torch.as_tensor(ddf))
+    return _fold_counts(jacobian_determinant(torch.as_tensor(ddf)))
+
+
+def _fold_counts(det: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`folding` of (B, H, W) Jacobian determinants already at hand."""
     count = (det <= 0).flatten(1).sum(1)
     return count, 100.0 * count.float() / det[0].numel()
 
@@ -157,10 +161,9 @@ def pair_metrics(warped_mask, fixed_mask, ddf=None, spacing=None) -> dict[str, l
     if ddf is None:
         out["jac"], out["jac_pct"], out["sdlogj"] = [0] * b, [0.0] * b, [0.0] * b
     else:
-        det = jacobian_determinant(torch.as_tensor(ddf))
-        count = (det <= 0).flatten(1).sum(1)
-        out["jac"], out["jac_pct"] = count.tolist(), (100.0 * count.float() / det[0].numel()).tolist()
-        out["sdlogj"] = log_jacobian_std(det).tolist()
+        det = jacobian_determinant(torch.as_tensor(ddf))  # once, for JAC and SDlogJ
+        c, pct = _fold_counts(det)
+        out["jac"], out["jac_pct"], out["sdlogj"] = c.tolist(), pct.tolist(), log_jacobian_std(det).tolist()
     return out
 
 
