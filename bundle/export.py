@@ -307,15 +307,18 @@ def _refine_values(refine_steps, refine_mask_weight) -> tuple[int, float]:
             weight_arg(refine_mask_weight, "--refine_mask_weight", DEFAULT_MASK_WEIGHT))
 
 
-def eval_refine_options(refine_steps, refine_mask_weight) -> dict:
-    """``evaluate.json``'s ``--refine_steps`` and ``--refine_mask_weight``, checked as the bundle's ``inference``
-    checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w}}`` for
-    :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
+def eval_refine_options(refine_steps, refine_mask_weight, refine_distance_weight=0.0) -> dict:
+    """``evaluate.json``'s ``--refine_steps``, ``--refine_mask_weight`` and ``--refine_distance_weight``, checked
+    as the bundle's ``inference`` checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w,
+    "w_dist": d}}`` for :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
+    from .register import weight_arg
+
     try:
         steps, w = _refine_values(refine_steps, refine_mask_weight)
+        wd = weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0)
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
-    return {"refine_steps": steps, "refine_weights": {"w_mask": w}}
+    return {"refine_steps": steps, "refine_weights": {"w_mask": w, "w_dist": wd}}
 
 
 def bundle_attention(bundle_root, seg_model, seg_network, seg_models=("segmentation.pt",), seg_tta: bool = False):
@@ -679,6 +682,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                    "intensity": s.get("intensity", "unit"),
                    "channels": n.get("channels", tr["channels"]),
                    "num_scales": n.get("num_scales", tr["num_scales"]), "fusion": n.get("fusion", tr["fusion"]),
+                   "integrate_scales": n.get("integrate_scales", 0),
+                   "attention_margin": float(s.get("attention_margin", 0.0)),
                    "shipped_settings": settings})
         out["train.json"] = tr
         ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
@@ -690,13 +695,14 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                    "seg_models": list(inference["seg_files"]), "seg_tta": bool(inference["seg_tta"]),
                    "refine_steps": int(inference["refine_steps"]),
                    "refine_mask_weight": float(inference["refine_mask_weight"]),
+                   "refine_distance_weight": float(inference.get("refine_distance_weight", 0.0)),
                    "eval_fix_folds": None,
                    "validate#dataset": f"$scripts.{PACKAGE}.registration.test_pairs(@dataset, @data_dir, "
                                        f"scripts.{PACKAGE}.export.bundle_attention(@bundle_root, @seg_model, "
                                        "@seg_network_def, @seg_models, @seg_tta))",
                    "validate#evaluator#iteration_update": f"$scripts.{PACKAGE}.registration.EvalStep(@load_settings, "
                                                           f"**scripts.{PACKAGE}.export.eval_refine_options("
-                                                          "@refine_steps, @refine_mask_weight), fix_folds="
+                                                          "@refine_steps, @refine_mask_weight, @refine_distance_weight), fix_folds="
                                                           f"scripts.{PACKAGE}.export.eval_fix_folds_option(@eval_fix_folds))"})
         ev["initialize"] = _after_option_check(ev, f"$scripts.{PACKAGE}.export.check_weights_or_exit(@bundle_root)")
         out["evaluate.json"] = ev

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "write_nifti", "parse_labels", "MAX_LABELS",
+__all__ = ["InputError", "first_line", "read_pairs_csv", "IMAGE_SUFFIXES", "IMAGE_SUFFIXES_TEXT", "MIN_SIDE", "MAX_SIDE", "is_nifti", "is_dicom", "image_shape", "load_image", "load_mask", "write_nifti", "parse_labels", "MAX_LABELS",
            "save_image", "stem", "atomic_dir", "check_writable", "check_output_file"]
 
 IMAGE_SUFFIXES = (".png", ".nii", ".nii.gz", ".dcm")
+#: the suffixes as one phrase for messages: ".png, .nii, .nii.gz or .dcm"
+IMAGE_SUFFIXES_TEXT = f"{', '.join(IMAGE_SUFFIXES[:-1])} or {IMAGE_SUFFIXES[-1]}"
 # Sizes ``cxreg register`` accepts (pixels per side): smaller images carry no lung shape to register; larger
 # ones would need more than 1 GiB of memory for the fixed-grid outputs (docs/reliability.md).
 MIN_SIDE = 32
@@ -169,7 +171,7 @@ def load_image(path: str | os.PathLike, min_side: int | None = None, max_side: i
         elif is_dicom(path):
             arr = _read_dicom(path)
         else:
-            raise InputError(f"{path}: unsupported file type (use .png, .nii, .nii.gz or .dcm)")
+            raise InputError(f"{path}: unsupported file type (use {IMAGE_SUFFIXES_TEXT})")
     except InputError:
         raise
     except Exception as e:  # reader errors: truncated or corrupt content

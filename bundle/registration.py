@@ -514,18 +514,28 @@ def init_setting(init: str | os.PathLike | None, name: str, default):
     file has no settings), so that fine-tuning keeps what its start was trained with: ``configs/train.json``'s
     defaults of ``intensity``, ``attention``, ``affine``, ``integrate`` and ``fix_folds`` (since 0.5.10; before,
     only ``intensity`` followed ``--init`` and ``--init universal`` without the diffeo preset trained the shipped
-    diffeomorphic weights as a plain displacement field). A value given on the command line or in a preset
-    overrides it."""
+    diffeomorphic weights as a plain displacement field), and since 0.5.11 ``attention_margin`` and the network's
+    shape (``net.channels``, ``net.num_scales``, ``net.fusion``, ``net.integrate_scales``: a dotted name reads
+    the ``net`` entry), so that ``--init FILE`` of a model with another shape loads. A value given on the command
+    line or in a preset overrides it; ``work_size`` is not carried (a 64 x 64 model may be fine-tuned at 128)."""
     from .workflow import init_path, safe_load
 
     try:
         p = init_path(init, "registration")
         if p is None:
             return default
-        value = safe_load(p)["settings"].get(name, default)
+        value = safe_load(p)["settings"]
+        for part in name.split("."):
+            value = value[part] if part in value else default
+            if value is default:
+                break
     except Exception:  # a missing or foreign file: init_weights names the problem
         return default
-    return type(default)(value) if isinstance(default, (bool, str)) else value
+    if isinstance(default, (bool, str, float)):
+        return type(default)(value)
+    if isinstance(default, list):
+        return list(value)
+    return value
 
 
 def init_intensity(init: str | os.PathLike | None) -> str:

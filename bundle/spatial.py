@@ -219,7 +219,9 @@ def _smooth_folds(sub: torch.Tensor, sub_bad: torch.Tensor, inner: tuple[bool, b
     for it in range(max_iters):
         r = radius * 2 ** (it // max(grow_every, 1))
         r = min(r, side)
-        region = F.max_pool2d(sub_bad[:, None].float(), 2 * r + 1, stride=1, padding=r) > 0  # B',1,h,w
+        # the square neighbourhood as two 1-D max pools (the same region; O(r) per pixel instead of O(r^2))
+        region = F.max_pool2d(sub_bad[:, None].float(), (2 * r + 1, 1), stride=1, padding=(r, 0))
+        region = F.max_pool2d(region, (1, 2 * r + 1), stride=1, padding=(0, r)) > 0  # B',1,h,w
         if windowed and bool((region[:, 0] & guard).any()):
             return None
         smooth = F.avg_pool2d(F.pad(sub, (1, 1, 1, 1), mode="replicate"), 3, stride=1)

@@ -69,14 +69,14 @@ def normalize_intensity(images: torch.Tensor, mode: str = "unit") -> torch.Tenso
 
 def list_images(folder: str | os.PathLike) -> list[str]:
     """Sorted PNG/NIfTI/DICOM files of a folder; a one-line error if it is missing or has none."""
-    from .io import IMAGE_SUFFIXES, InputError
+    from .io import IMAGE_SUFFIXES, IMAGE_SUFFIXES_TEXT, InputError
 
     d = Path(folder)
     if not d.is_dir():
         raise InputError(f"{d}: input folder not found")
     files = sorted(str(p) for p in d.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
     if not files:
-        raise InputError(f"{d}: no .png, .nii, .nii.gz or .dcm images in this folder")
+        raise InputError(f"{d}: no {IMAGE_SUFFIXES_TEXT} images in this folder")
     return files
 
 
@@ -87,12 +87,12 @@ def inference_datalist(input_dir, model_path=None, exit_on_error: bool = True,
     readable (:func:`bundle.io.load_image`), the weights file ``model_path`` (if given) a readable state dict.
     A problem raises :class:`~bundle.io.InputError`, or, with ``exit_on_error`` (the configs' default unless
     ``--debug True``), ends the process with status 1 and ``<prefix>: error: <file>: <problem>``."""
-    from .io import InputError
+    from .io import IMAGE_SUFFIXES_TEXT, InputError
     from .workflow import load_weights
 
     try:
         if input_dir is None or str(input_dir).strip().lower() in ("", "none", "null"):
-            raise InputError("give --input_dir FOLDER (a folder of .png, .nii, .nii.gz or .dcm images)")
+            raise InputError(f"give --input_dir FOLDER (a folder of {IMAGE_SUFFIXES_TEXT} images)")
         files = list_images(input_dir)
         for f in files:
             load_image(f)

@@ -13,7 +13,7 @@ import torch
 from .io import InputError, atomic_file, first_line
 
 __all__ = ["check_device", "safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
-           "first_reaching", "check_overrides", "unknown_overrides"]
+           "first_reaching", "check_overrides", "unknown_overrides", "bad_flag_values"]
 
 
 def check_device(device) -> str:
@@ -310,26 +310,11 @@ def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, st
     ``--tracking``, the keys of MONAI's tracking settings (``experiment_name``, ``run_name``, ...) are known."""
     import difflib
     import re
-    import sys
 
-    from monai.bundle import ConfigParser
-
-    argv = sys.argv if argv is None else argv
-    if not argv or not str(argv[0]).replace("\\", "/").endswith("monai/bundle/__main__.py"):
+    read = _read_command(argv)
+    if read is None:
         return [], []
-    opts = _argv_options(list(argv[1:]))
-    try:
-        if opts.get("args_file"):
-            extra = ConfigParser.load_config_file(str(opts["args_file"]))
-            opts = {**extra, **opts} if isinstance(extra, dict) else opts
-        files = _config_files(opts.get("config_file", ""))
-        if not files:  # MONAI refuses a run without a config itself
-            return [], []
-        cfg = ConfigParser.load_config_files(files)
-    except Exception:  # a missing or broken file: MONAI's own error follows
-        return [], []
-    if not isinstance(cfg, dict):
-        return [], []
+    opts, files, cfg = read
     known = set(MONAI_RUN_ARGS) | set(cfg)
     if opts.get("tracking"):
         from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
@@ -345,13 +330,70 @@ def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, st
     return bad, shown
 
 
+def _read_command(argv: list[str] | None):
+    """``(options, config files, merged config)`` of a ``python -m monai.bundle run ...`` command line, or None
+    when ``argv`` (default ``sys.argv``) is not one or its config or args files cannot be read."""
+    import sys
+
+    from monai.bundle import ConfigParser
+
+    argv = sys.argv if argv is None else argv
+    if not argv or not str(argv[0]).replace("\\", "/").endswith("monai/bundle/__main__.py"):
+        return None
+    opts = _argv_options(list(argv[1:]))
+    try:
+        if opts.get("args_file"):
+            extra = ConfigParser.load_config_file(str(opts["args_file"]))
+            opts = {**extra, **opts} if isinstance(extra, dict) else opts
+        files = _config_files(opts.get("config_file", ""))
+        if not files:  # MONAI refuses a run without a config itself
+            return None
+        cfg = ConfigParser.load_config_files(files)
+    except Exception:  # a missing or broken file: MONAI's own error follows
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    return opts, files, cfg
+
+
+def bad_flag_values(argv: list[str] | None = None) -> list[tuple[str, object]]:
+    """``[(option, value)]`` for the options of a ``python -m monai.bundle run`` command line whose config
+    default is a bool (``--amp``, ``--resume``, ``--debug``, ``--affine``, ...) but whose value is not true/false, on/off,
+    yes/no or 1/0 (:func:`flag`), e.g. ``--amp maybe``; empty when ``argv`` is not such a command line."""
+    from .registration import as_bool
+
+    read = _read_command(argv)
+    if read is None:
+        return []
+    opts, _, cfg = read
+    bad = []
+    import re
+
+    def boolean(v) -> bool:  # a bool, or a setting that --init fills in with a bool default
+        return isinstance(v, bool) or bool(isinstance(v, str) and re.fullmatch(
+            r"\$bundle\.registration\.init_setting\(@init, '\w+', (True|False)\)", v.strip()))
+
+    for name, value in opts.items():
+        if name in cfg and boolean(cfg[name]):
+            try:
+                as_bool(value)
+            except ValueError:
+                bad.append((name, value))
+    return bad
+
+
 def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None) -> None:
     """First step of every config's ``initialize``: a ``python -m monai.bundle run`` option that none of its
     config files defines ends the process with status 1 and one line,
     ``<prefix>: error: --refine: not an option of configs/inference.json (did you mean --refine_steps?)``,
-    before anything is read or written (:func:`unknown_overrides`)."""
+    before anything is read or written (:func:`unknown_overrides`); so does a true/false option given another
+    value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`)."""
     bad, files = unknown_overrides(argv)
     if not bad:
+        flag_value = bad_flag_values(argv)
+        if flag_value:
+            name, value = flag_value[0]
+            raise SystemExit(f"{prefix}: error: --{name} {value}: must be true or false (or on/off, yes/no, 1/0)")
         return
     where = ", ".join(files)
     names = ", ".join(f"--{n}" for n, _ in bad)

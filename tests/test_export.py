@@ -314,7 +314,8 @@ def test_an_unknown_option_or_a_bad_distance_weight_stops_the_bundle_with_one_li
 
 @needs_weights
 def test_bad_refinement_options_stop_the_bundle_evaluation_with_one_line(unpacked, tmp_path):
-    """``evaluate.json`` checks ``--refine_mask_weight`` and ``--refine_steps`` as ``inference`` does: one line,
+    """``evaluate.json`` checks ``--refine_mask_weight``, ``--refine_distance_weight`` (since 0.5.11) and
+    ``--refine_steps`` as ``inference`` does: one line,
     exit status 1, no evaluation folder (before 0.5.9 a NaN weight stopped it with a ValueError traceback)."""
     import shutil
 
@@ -324,7 +325,7 @@ def test_bad_refinement_options_stop_the_bundle_evaluation_with_one_line(unpacke
     shutil.copytree(unpacked, b)
     make_dataset(tmp_path / "data", "TOY", n=3, size=64)
     for opt, bad, want in (("--refine_mask_weight", "nan", "a finite number >= 0, not nan"),
-                           ("--refine_mask_weight", "-1", "a finite number >= 0, not -1"),
+                           ("--refine_distance_weight", "-1", "a finite number >= 0, not -1"),
                            ("--refine_steps", "-2", "a whole number >= 0, not -2"),
                            ("--refine_steps", "two", "a whole number >= 0, not 'two'")):
         r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
@@ -613,6 +614,15 @@ def test_bundle_true_false_options_read_fires_strings(tmp_path):
     assert isinstance(bundle_attention(b, seg, LungSegNet(spatial_dims=2), ["segmentation.pt"], "true"), SegShiftTTA)
     ev = json.loads((b / "configs" / "evaluate.json").read_text())
     assert "eval_fix_folds_option(@eval_fix_folds)" in ev["validate#evaluator#iteration_update"]
+    # --refine_distance_weight (since 0.5.11; before, only the bundle's inference took it) reaches EvalStep
+    assert ev["refine_distance_weight"] == 0.0
+    assert "@refine_steps, @refine_mask_weight, @refine_distance_weight)" in ev["validate#evaluator#iteration_update"]
+    from bundle.export import eval_refine_options
+
+    assert eval_refine_options("3", "80", "0.5") == {"refine_steps": 3, "refine_weights": {"w_mask": 80.0, "w_dist": 0.5}}
+    assert eval_refine_options(0, None)["refine_weights"]["w_dist"] == 0.0
+    with pytest.raises(SystemExit, match="--refine_distance_weight must be a finite number >= 0, not x$"):
+        eval_refine_options(1, 40, "x")
 
 
 @needs_universal

@@ -302,6 +302,33 @@ def test_registration_fine_tuning_keeps_the_settings_of_its_start(init, tmp_path
     assert (got.affine, got.integrate, got.attention) == (False, False, True)
 
 
+def test_fine_tuning_a_model_of_another_shape_builds_that_shape(tmp_path):
+    """``--init FILE`` of a registration model with other channels, scales, fusion or attention margin builds the
+    network of that file and loads its weights (before 0.5.11 train.json's default shape was built and
+    ``init_weights`` refused the file: "does not fit this network"); the command line still wins."""
+    from dataclasses import asdict
+
+    from bundle.networks import MultiScaleRegNet
+    from bundle.registration import RegSettings
+
+    shape = {"channels": [8, 16, 16, 32, 32], "num_scales": 3, "fusion": "add", "integrate_scales": 0}
+    net = MultiScaleRegNet(spatial_dims=2, **shape)
+    settings = RegSettings(attention_margin=4.0, net=shape)
+    torch.save({"model": net.state_dict(), "settings": asdict(settings)}, tmp_path / "small.pt")
+    p = _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "small.pt"))
+    built = p.get_parsed_content("network")  # init_weights loads the file: it fits
+    for k, v in net.state_dict().items():
+        assert torch.equal(built.state_dict()[k], v), k
+    got = p.get_parsed_content("settings")
+    assert (got.net["channels"], got.net["num_scales"], got.net["fusion"], got.attention_margin) == (
+        [8, 16, 16, 32, 32], 3, "add", 4.0)
+    p = _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "small.pt"), attention_margin=0.0)
+    assert p.get_parsed_content("settings").attention_margin == 0.0
+    default = _parsed([REPO / "configs" / "train.json"], init=None).get_parsed_content("settings")
+    assert (default.net["channels"], default.net["num_scales"], default.net["fusion"]) == (
+        [16, 32, 32, 64, 64], 4, "dfsa")
+
+
 def test_own_data_never_writes_over_shipped_weights_and_checks_batch_and_init(tmp_path):
     from bundle.priors import weights_path
 

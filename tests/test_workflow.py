@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bundle.workflow import check_overrides, unknown_overrides
+from bundle.workflow import bad_flag_values, check_overrides, unknown_overrides
 
 from .conftest import REPO
 
@@ -88,3 +88,19 @@ def test_yaml_args_files_comma_separated_configs_and_one_dash_options_are_checke
         [], [TRAIN, EVAL])
     assert unknown_overrides([MAIN, "run", "inference", "--config_file", INFER, "-refine", "20", "--moving",
                               "-1"])[0] == [("refine", "refine_steps")]  # "-1" is a value, not an option
+
+
+def test_a_true_false_option_with_another_value_stops_with_one_line():
+    """``--amp maybe`` used to raise a ValueError traceback from inside a config expression."""
+    argv = [MAIN, "run", "training", "--config_file", TRAIN, "--amp", "maybe", "--resume", "off", "--affine", "1"]
+    assert bad_flag_values(argv) == [("amp", "maybe")]
+    with pytest.raises(SystemExit) as e:
+        check_overrides("cxreg training", argv)
+    assert str(e.value) == "cxreg training: error: --amp maybe: must be true or false (or on/off, yes/no, 1/0)"
+    # a setting that --init fills in with a bool default is a flag too; a bare --flag is true
+    assert bad_flag_values([MAIN, "run", "--config_file", TRAIN, "--integrate", "yes please"]) == [
+        ("integrate", "yes please")]
+    ok = [MAIN, "run", "--config_file", TRAIN, "--amp", "--debug", "False", "--fix_folds", "on", "--max_epochs", "x"]
+    assert bad_flag_values(ok) == []  # --max_epochs is not a flag: not this check's business
+    check_overrides("cxreg training", ok)
+    assert bad_flag_values(["/usr/bin/pytest", "--amp", "maybe"]) == []
