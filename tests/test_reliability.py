@@ -395,15 +395,22 @@ def test_prior_bundle_inference_bad_inputs_stop_with_one_line(bad, tmp_path, kin
     shutil.copy(bad / "fixed_mask.png", inp / "a.png")
     empty = tmp_path / "empty"
     empty.mkdir()
-    cases = [([], "give --input_dir FOLDER (a folder of .png, .nii, .nii.gz or .dcm images)"),
-             (["--input_dir", str(empty)], f"{empty}: no .png, .nii, .nii.gz or .dcm images in this folder"),
-             (["--input_dir", str(tmp_path / "none")], f"{tmp_path / 'none'}: input folder not found"),
-             (["--input_dir", str(inp), "--model_path", str(bad / "notackpt.pt")],
+    from monai.bundle import ConfigParser
+
+    # the config's datalist, parsed as `monai.bundle run` parses it (in-process: the same expression, no subprocess)
+    for over, msg in (({}, "give --input_dir FOLDER (a folder of .png, .nii, .nii.gz or .dcm images)"),
+                      ({"input_dir": str(empty)}, f"{empty}: no .png, .nii, .nii.gz or .dcm images in this folder"),
+                      ({"input_dir": str(tmp_path / "none")}, f"{tmp_path / 'none'}: input folder not found")):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "configs" / kind / "inference.json"))
+        parser.update({"output_dir": str(tmp_path / "out"), **over})
+        with pytest.raises(SystemExit) as e:
+            parser.get_parsed_content("datalist")
+        assert str(e.value) == f"cxreg inference: error: {msg}"
+    # the whole command: --model_path, and one bad image among good ones (copied in by the loop): nothing written
+    cases = [(["--input_dir", str(inp), "--model_path", str(bad / "notackpt.pt")],
               f"{bad / 'notackpt.pt'}: not a PyTorch checkpoint"),
-             # one bad image among good ones (copied in by the loop): nothing is written
              (["--input_dir", str(inp)], f"{inp / 'b.png'}: cannot be read as an image")]
-    if kind == "autoencoder":  # the same datalist check; here only its wiring (--model_path, --input_dir)
-        cases = cases[-2:]
     for args, msg in cases:
         if msg.startswith(str(inp / "b.png")):
             shutil.copy(bad / "truncated.png", inp / "b.png")
