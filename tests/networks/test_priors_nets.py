@@ -70,6 +70,13 @@ def test_seg_ensemble_averages_the_members_probabilities_and_loads_from_a_plus_n
     assert isinstance(loaded, SegEnsemble) and [m.intensity for m in loaded.members] == ["zscore", "equalize"]
     with torch.no_grad():
         torch.testing.assert_close(torch.softmax(loaded(x), 1), expected, atol=1e-6, rtol=1e-5)
+    # more than two members (docs/segmentation.md's four-member SHEN ensemble): each weighs 1/n
+    c = LungSegNet(work_size=32).eval()
+    torch.save(c.state_dict(), tmp_path / "c.pt")
+    three = load_segmentation(f"{name}+{tmp_path / 'c.pt'}", work_size=32)
+    with torch.no_grad():
+        want = (2 * expected + torch.softmax(c(x), 1)) / 3
+        torch.testing.assert_close(torch.softmax(three(x), 1), want, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="non-empty"):
         ensemble_members("JSRT+")
 
