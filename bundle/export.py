@@ -258,15 +258,19 @@ def _bundle_names(meta: dict, root: Path, seg_models=("segmentation.pt",), seg_t
 def _bundle_segmentation(root: Path, seg_network, seg_models, seg_tta: bool) -> torch.nn.Module:
     """The lung-mask model of an exported bundle: ``seg_network`` loaded from the first of ``seg_models``
     (files in ``models/``), further members in fresh copies of it averaged (:class:`SegEnsemble`), and
-    wrapped in :class:`SegShiftTTA` when ``seg_tta``; each member keeps the working size stored in its weights."""
+    wrapped in :class:`SegShiftTTA` when ``seg_tta``; each member keeps the working size stored in its weights.
+    The copies are made before the first member loads: weights saved without a working size (the 128 x 128
+    models before 0.5.1) take the network's default, not the size of a member loaded before them (before 0.5.11
+    ``SHEN256+...+SHEN`` ran its ``SHEN`` member at 256)."""
     import copy
 
     from .networks.segmentation import SegEnsemble, SegShiftTTA
     from .workflow import load_weights
 
+    template = copy.deepcopy(seg_network)
     nets = []
     for i, f in enumerate(seg_models):
-        net = seg_network if i == 0 else copy.deepcopy(seg_network)
+        net = seg_network if i == 0 else copy.deepcopy(template)
         net.load_state_dict(load_weights(root / "models" / f))
         nets.append(net)
     seg = nets[0] if len(nets) == 1 else SegEnsemble(nets)

@@ -14,4 +14,4 @@ exp() {  # DATASET SEG_MODEL MASK_WEIGHT ROW
 }
 exp JSRT JSRT256@tta 80 universal_df1_segDS256tta_refine20_mw80
 exp MONT MONT256@tta 40 universal_df1_segDS256tta_refine20_mw40
-exp SHEN SHEN256+universal256@tta 80 universal_df1_segens256tta_refine20_mw80_all  # all 9900 pairs (scripts/eval_shen_all.sh)
+exp SHEN SHEN256+universal256+SHEN+universal@tta 80 universal_df1_segens4_256tta_refine20_mw80_all  # all 9900 pairs (scripts/eval_shen_seg4.sh all; since 0.5.11)

@@ -684,3 +684,23 @@ def test_an_exported_registration_bundle_trains_with_its_model_s_switches_and_in
     for kind, settings in (("registration", s), ("segmentation", None)):  # a misspelt option before the hashing
         init = _configs(kind, "JSRT", settings)["evaluate.json"]["initialize"]
         assert "check_overrides(" in init[0] and "check_weights_or_exit(" in init[1]
+
+
+def test_bundle_lung_mask_members_keep_their_own_working_size(tmp_path):
+    """Members of an exported bundle's lung-mask ensemble are loaded into copies of one network; a member whose
+    weights carry no working size (the 128 x 128 models saved before 0.5.1: ``segmentation_SHEN.pt``,
+    ``segmentation_universal.pt``) must run at the network's default 128, not at the 256 of a member loaded before
+    it (before 0.5.11 the ``SHEN256+universal256+SHEN+universal@tta`` bundle ran all four at 256)."""
+    from bundle.export import _bundle_segmentation
+    from bundle.networks import LungSegNet
+    from bundle.networks.segmentation import SegEnsemble
+
+    torch.manual_seed(0)
+    (tmp_path / "models").mkdir()
+    torch.save(LungSegNet(work_size=64).state_dict(), tmp_path / "models" / "a.pt")  # carries work_size_code 64
+    old = {k: v for k, v in LungSegNet().state_dict().items() if not k.endswith("_code")}  # as saved before 0.5.1
+    torch.save(old, tmp_path / "models" / "b.pt")
+    ens = _bundle_segmentation(tmp_path, LungSegNet(spatial_dims=2), ["a.pt", "b.pt", "a.pt"], False)
+    assert isinstance(ens, SegEnsemble)
+    assert [m.work_size for m in ens.members] == [64, 128, 64]
+    assert [m.intensity for m in ens.members] == ["zscore"] * 3
