@@ -684,8 +684,9 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                    "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
                    "integrate": s["integrate"], "fix_folds": s.get("fix_folds", False),
                    "intensity": s.get("intensity", "unit"),
-                   "channels": n.get("channels", tr["channels"]),
-                   "num_scales": n.get("num_scales", tr["num_scales"]), "fusion": n.get("fusion", tr["fusion"]),
+                   # MultiScaleRegNet's defaults where a model's settings do not name them
+                   "channels": list(n.get("channels", (16, 32, 32, 64, 64))),
+                   "num_scales": n.get("num_scales", 4), "fusion": n.get("fusion", "dfsa"),
                    "integrate_scales": n.get("integrate_scales", 0),
                    "attention_margin": float(s.get("attention_margin", 0.0)),
                    "shipped_settings": settings})

@@ -531,6 +531,8 @@ def init_setting(init: str | os.PathLike | None, name: str, default):
                 break
     except Exception:  # a missing or foreign file: init_weights names the problem
         return default
+    if value is None:
+        return default
     if isinstance(default, (bool, str, float)):
         return type(default)(value)
     if isinstance(default, list):

@@ -370,15 +370,25 @@ def bad_flag_values(argv: list[str] | None = None) -> list[tuple[str, object]]:
     import re
 
     def boolean(v) -> bool:  # a bool, or a setting that --init fills in with a bool default
-        return isinstance(v, bool) or bool(isinstance(v, str) and re.fullmatch(
-            r"\$bundle\.registration\.init_setting\(@init, '\w+', (True|False)\)", v.strip()))
+        return isinstance(v, bool) or bool(isinstance(v, str) and re.search(
+            r"init_setting\(@init, '[\w.]+', (True|False)\)\s*$", v.strip()))
+
+    def ok(value) -> bool:
+        if isinstance(value, str) and value.strip()[:1] in ("$", "@", "%"):
+            return True  # a MONAI expression, reference or macro: resolved by MONAI, checked by flag() at run time
+        try:
+            as_bool(value)
+            return True
+        except ValueError:
+            pass
+        try:  # Fire hands "1.0" over as the float 1.0, which flag() takes
+            return float(value) in (0.0, 1.0)
+        except (TypeError, ValueError):
+            return False
 
     for name, value in opts.items():
-        if name in cfg and boolean(cfg[name]):
-            try:
-                as_bool(value)
-            except ValueError:
-                bad.append((name, value))
+        if name in cfg and boolean(cfg[name]) and not ok(value):
+            bad.append((name, value))
     return bad
 
 

@@ -680,6 +680,14 @@ def test_an_exported_registration_bundle_trains_with_its_model_s_switches_and_in
         tr = _configs("registration", name, s)["train.json"]
         assert {k: tr[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")} == {
             k: s[k] for k in ("attention", "affine", "integrate", "fix_folds", "intensity")}
+        # and the network's shape and attention margin, as literals (since 0.5.11)
+        assert (tr["channels"], tr["num_scales"], tr["fusion"], tr["integrate_scales"], tr["attention_margin"]) == (
+            list(s["net"]["channels"]), s["net"]["num_scales"], s["net"]["fusion"], s["net"].get("integrate_scales", 0),
+            s["attention_margin"])
+    odd = dict(s, attention_margin=4.0, net={"channels": [8, 8, 8, 8, 8], "num_scales": 2, "integrate_scales": 3})
+    tr = _configs("registration", "JSRT", odd)["train.json"]
+    assert (tr["channels"], tr["num_scales"], tr["fusion"], tr["integrate_scales"], tr["attention_margin"]) == (
+        [8, 8, 8, 8, 8], 2, "dfsa", 3, 4.0)
     assert asdict(load_registration("universal")[1])["intensity"] == "equalize"
     for kind, settings in (("registration", s), ("segmentation", None)):  # a misspelt option before the hashing
         init = _configs(kind, "JSRT", settings)["evaluate.json"]["initialize"]

@@ -324,6 +324,11 @@ def test_fine_tuning_a_model_of_another_shape_builds_that_shape(tmp_path):
         [8, 16, 16, 32, 32], 3, "add", 4.0)
     p = _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "small.pt"), attention_margin=0.0)
     assert p.get_parsed_content("settings").attention_margin == 0.0
+    # a setting stored as None (a hand-written file) falls back to the default instead of failing in the config
+    torch.save({"model": net.state_dict(), "settings": dict(asdict(settings), attention_margin=None)},
+               tmp_path / "none.pt")
+    assert _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "none.pt")).get_parsed_content(
+        "settings").attention_margin == 0.0
     default = _parsed([REPO / "configs" / "train.json"], init=None).get_parsed_content("settings")
     assert (default.net["channels"], default.net["num_scales"], default.net["fusion"]) == (
         [16, 32, 32, 64, 64], 4, "dfsa")

@@ -102,5 +102,9 @@ def test_a_true_false_option_with_another_value_stops_with_one_line():
         ("integrate", "yes please")]
     ok = [MAIN, "run", "--config_file", TRAIN, "--amp", "--debug", "False", "--fix_folds", "on", "--max_epochs", "x"]
     assert bad_flag_values(ok) == []  # --max_epochs is not a flag: not this check's business
+    # MONAI expressions, references and macros resolve later (flag() checks their value); Fire's float 1.0 is true
+    assert bad_flag_values([MAIN, "run", "--config_file", TRAIN, "--amp", "$torch.cuda.is_available()", "--resume",
+                            "@debug", "--augment", "%configs/train.json#resume", "--debug", "1.0"]) == []
+    assert bad_flag_values([MAIN, "run", "--config_file", TRAIN, "--debug", "2.0"]) == [("debug", "2.0")]
     check_overrides("cxreg training", ok)
     assert bad_flag_values(["/usr/bin/pytest", "--amp", "maybe"]) == []
