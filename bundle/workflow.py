@@ -299,7 +299,7 @@ def _config_files(value):
     return s
 
 
-def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, str | None]], list[str]]:
+def unknown_overrides(argv: list[str] | None = None, _read=None) -> tuple[list[tuple[str, str | None]], list[str]]:
     """The options of a ``python -m monai.bundle run ...`` command line that no config it names defines.
 
     MONAI adds an unknown ``--key value`` to the config as a new, unused entry, so a misspelt option (``--refine``
@@ -307,12 +307,13 @@ def unknown_overrides(argv: list[str] | None = None) -> tuple[list[tuple[str, st
     config files)``; nothing when ``argv`` (default ``sys.argv``) is not such a command line or a config or args
     file cannot be read (MONAI then reports that itself). The files are read as MONAI reads them (JSON or YAML,
     lists and comma-separated paths merged). A ``#`` or ``::`` path counts as known when its first part is; with
-    ``--tracking``, the keys of MONAI's tracking settings (``experiment_name``, ``run_name``, ...) are known."""
+    ``--tracking``, the keys of MONAI's tracking settings (``experiment_name``, ``run_name``, ...) are known.
+    ``_read``: :func:`_read_command`'s result (``()`` for none) when the caller has read the files already."""
     import difflib
     import re
 
-    read = _read_command(argv)
-    if read is None:
+    read = _read_command(argv) if _read is None else _read
+    if not read:
         return [], []
     opts, files, cfg = read
     known = set(MONAI_RUN_ARGS) | set(cfg)
@@ -356,18 +357,20 @@ def _read_command(argv: list[str] | None):
     return opts, files, cfg
 
 
-def bad_flag_values(argv: list[str] | None = None) -> list[tuple[str, object]]:
+def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str, object]]:
     """``[(option, value)]`` for the options of a ``python -m monai.bundle run`` command line whose config
     default is a bool (``--amp``, ``--resume``, ``--debug``, ``--affine``, ...) but whose value is not true/false, on/off,
-    yes/no or 1/0 (:func:`flag`), e.g. ``--amp maybe``; empty when ``argv`` is not such a command line."""
+    yes/no or 1/0 (:func:`flag`), e.g. ``--amp maybe``; empty when ``argv`` is not such a command line.
+    ``_read`` as in :func:`unknown_overrides`."""
+    import re
+
     from .registration import as_bool
 
-    read = _read_command(argv)
-    if read is None:
+    read = _read_command(argv) if _read is None else _read
+    if not read:
         return []
     opts, _, cfg = read
     bad = []
-    import re
 
     def boolean(v) -> bool:  # a bool, or a setting that --init fills in with a bool default
         return isinstance(v, bool) or bool(isinstance(v, str) and re.search(
@@ -398,9 +401,10 @@ def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None)
     ``<prefix>: error: --refine: not an option of configs/inference.json (did you mean --refine_steps?)``,
     before anything is read or written (:func:`unknown_overrides`); so does a true/false option given another
     value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`)."""
-    bad, files = unknown_overrides(argv)
+    read = _read_command(argv) or ()  # the config files, read once for both checks
+    bad, files = unknown_overrides(argv, _read=read)
     if not bad:
-        flag_value = bad_flag_values(argv)
+        flag_value = bad_flag_values(argv, _read=read)
         if flag_value:
             name, value = flag_value[0]
             raise SystemExit(f"{prefix}: error: --{name} {value}: must be true or false (or on/off, yes/no, 1/0)")
