@@ -301,25 +301,24 @@ def eval_fix_folds_option(value) -> bool | None:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
 
 
-def _refine_values(refine_steps, refine_mask_weight) -> tuple[int, float]:
-    """A bundle's ``--refine_steps`` and ``--refine_mask_weight`` as Fire passes them (numbers or strings; a weight
-    of None = ``cxreg register``'s default), checked; :class:`InputError` naming the option otherwise."""
+def _refine_values(refine_steps, refine_mask_weight, refine_distance_weight=0.0) -> tuple[int, float, float]:
+    """A bundle's ``--refine_steps``, ``--refine_mask_weight`` and ``--refine_distance_weight`` as Fire passes them
+    (numbers or strings; a weight of None = ``cxreg register``'s default), checked; :class:`InputError` naming the
+    option otherwise."""
     from .refine import DEFAULT_MASK_WEIGHT
     from .register import count_arg, weight_arg
 
     return (count_arg(refine_steps, "--refine_steps"),
-            weight_arg(refine_mask_weight, "--refine_mask_weight", DEFAULT_MASK_WEIGHT))
+            weight_arg(refine_mask_weight, "--refine_mask_weight", DEFAULT_MASK_WEIGHT),
+            weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0))
 
 
 def eval_refine_options(refine_steps, refine_mask_weight, refine_distance_weight=0.0) -> dict:
     """``evaluate.json``'s ``--refine_steps``, ``--refine_mask_weight`` and ``--refine_distance_weight``, checked
     as the bundle's ``inference`` checks them: ``{"refine_steps": int, "refine_weights": {"w_mask": w,
     "w_dist": d}}`` for :class:`bundle.registration.EvalStep`; a bad value: one line on stderr and exit status 1."""
-    from .register import weight_arg
-
     try:
-        steps, w = _refine_values(refine_steps, refine_mask_weight)
-        wd = weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0)
+        steps, w, wd = _refine_values(refine_steps, refine_mask_weight, refine_distance_weight)
     except InputError as e:
         raise SystemExit(f"cxreg bundle: error: {e}") from None
     return {"refine_steps": steps, "refine_weights": {"w_mask": w, "w_dist": wd}}
@@ -373,8 +372,7 @@ def registration_evaluator(bundle_root, network, seg_network, settings: dict, mo
         from .workflow import load_weights
 
         device = str(device)
-        refine_steps, w = _refine_values(refine_steps, refine_mask_weight)
-        wd = reg_mod.weight_arg(refine_distance_weight, "--refine_distance_weight", 0.0)
+        refine_steps, w, wd = _refine_values(refine_steps, refine_mask_weight, refine_distance_weight)
         seg_models = _checked_seg_files(root, meta, seg_models)
         network.load_state_dict(load_weights(root / "models" / "model.pt"))
         seg_tta = bool_arg(seg_tta, "--seg_tta")

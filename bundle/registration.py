@@ -525,10 +525,8 @@ def init_setting(init: str | os.PathLike | None, name: str, default):
         if p is None:
             return default
         value = safe_load(p)["settings"]
-        for part in name.split("."):
-            value = value[part] if part in value else default
-            if value is default:
-                break
+        for part in name.split("."):  # "net.channels": the "channels" entry of "net"; missing: None
+            value = value.get(part) if isinstance(value, dict) else None
     except Exception:  # a missing or foreign file: init_weights names the problem
         return default
     if value is None:
