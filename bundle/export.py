@@ -681,6 +681,8 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
                    "ae_model": "$os.path.join(@bundle_root, 'models', 'autoencoder.pt')",
                    "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
                    "integrate": s["integrate"], "fix_folds": s.get("fix_folds", False),
+                   "int_steps": int(s.get("int_steps", 7)),
+                   "integrate_at_output": bool(s.get("integrate_at_output", False)),
                    "intensity": s.get("intensity", "unit"),
                    # MultiScaleRegNet's defaults where a model's settings do not name them
                    "channels": list(n.get("channels", (16, 32, 32, 64, 64))),

@@ -92,6 +92,8 @@ class RegSettings:
             v = getattr(self, f.name)
             if f.type in ("bool", bool) and not isinstance(v, bool):
                 setattr(self, f.name, as_bool(v, f.name))
+        if isinstance(self.int_steps, bool) or not isinstance(self.int_steps, int) or self.int_steps < 1:
+            raise ValueError(f"int_steps must be a whole number >= 1 (scaling-and-squaring steps), not {self.int_steps!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegSettings":

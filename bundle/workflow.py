@@ -13,7 +13,8 @@ import torch
 from .io import InputError, atomic_file, first_line
 
 __all__ = ["check_device", "safe_load", "load_weights", "init_path", "init_weights", "save_atomic", "check_finite", "export_weights", "resume_path", "write_json", "RunSummary",
-           "first_reaching", "check_overrides", "unknown_overrides", "bad_flag_values"]
+           "first_reaching", "check_overrides", "unknown_overrides", "bad_flag_values",
+           "bad_number_values"]
 
 
 def check_device(device) -> str:
@@ -395,12 +396,68 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
     return bad
 
 
+#: Ranges of the bundles' number options that have one (name: (lowest, whether the lowest itself is allowed));
+#: checked by :func:`bad_number_values` when such an option is a number in the command's config.
+NUMBER_RANGES = {
+    **{k: (1, True) for k in ("batch_size", "batches_per_epoch", "val_interval", "work_size", "int_steps", "size",
+                              "latent_dim")},
+    **{k: (0, True) for k in ("seed", "num_workers", "max_epochs", "val_pairs", "refine_steps", "lambda_ncc",
+                              "lambda_ssim", "lambda_ce", "lambda_ae", "lambda_df", "lambda_ic", "contour_weight",
+                              "val_fraction", "corruption_prob", "refine_distance_weight")},
+    "learning_rate": (0, False),
+}
+
+
+def bad_number_values(argv: list[str] | None = None, _read=None) -> list[tuple[str, object, str]]:
+    """``[(option, value, "a whole number" | "a number")]`` for the options of a ``python -m monai.bundle run``
+    command line whose config default is an int (``--max_epochs``, ``--batch_size``, ``--int_steps``, ...) or a
+    float (``--learning_rate``, ``--lambda_df``, ...) but whose value does not read as one, e.g.
+    ``--max_epochs ten`` or ``--batch_size 8.5``, or is out of its range (:data:`NUMBER_RANGES`:
+    ``--batch_size 0``, ``--learning_rate -1``); MONAI expressions, references and macros pass. ``_read`` as in
+    :func:`unknown_overrides`."""
+    import re
+
+    read = _read_command(argv) if _read is None else _read
+    if not read:
+        return []
+    opts, _, cfg = read
+
+    def kind(v) -> str | None:  # "int" / "float" for a number default (or one --init fills in), else None
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, (int, float)):
+            return "int" if isinstance(v, int) else "float"
+        m = isinstance(v, str) and re.search(r"init_setting\(@init, '[\w.]+', (-?\d+(\.\d*)?)\)\s*$", v.strip())
+        return ("float" if m.group(2) else "int") if m else None
+
+    bad = []
+    for name, value in opts.items():
+        k = kind(cfg.get(name)) if name in cfg else None
+        if k is None or (isinstance(value, str) and value.strip()[:1] in ("$", "@", "%")):
+            continue
+        what = "a whole number" if k == "int" else "a number"
+        low = NUMBER_RANGES.get(name)
+        if low:
+            what += f" {'>=' if low[1] else '>'} {low[0]}"
+        try:
+            x = float(value)
+            good = k == "float" or (x == int(x) and "." not in str(value) and "e" not in str(value).lower())
+            good = good and (low is None or x > low[0] or (low[1] and x == low[0]))
+        except (TypeError, ValueError, OverflowError):
+            good = False
+        if not good or value is True:  # a bare --max_epochs (no value) is True
+            bad.append((name, value, what))
+    return bad
+
+
 def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None) -> None:
     """First step of every config's ``initialize``: a ``python -m monai.bundle run`` option that none of its
     config files defines ends the process with status 1 and one line,
     ``<prefix>: error: --refine: not an option of configs/inference.json (did you mean --refine_steps?)``,
     before anything is read or written (:func:`unknown_overrides`); so does a true/false option given another
-    value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`)."""
+    value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`) and a number
+    option given something else (``<prefix>: error: --max_epochs ten: must be a whole number``,
+    :func:`bad_number_values`)."""
     read = _read_command(argv) or ()  # the config files, read once for both checks
     bad, files = unknown_overrides(argv, _read=read)
     if not bad:
@@ -408,6 +465,11 @@ def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None)
         if flag_value:
             name, value = flag_value[0]
             raise SystemExit(f"{prefix}: error: --{name} {value}: must be true or false (or on/off, yes/no, 1/0)")
+        number = bad_number_values(argv, _read=read)
+        if number:
+            name, value, what = number[0]
+            shown = "(no value)" if value is True else value
+            raise SystemExit(f"{prefix}: error: --{name} {shown}: must be {what}")
         return
     where = ", ".join(files)
     names = ", ".join(f"--{n}" for n, _ in bad)

@@ -684,10 +684,13 @@ def test_an_exported_registration_bundle_trains_with_its_model_s_switches_and_in
         assert (tr["channels"], tr["num_scales"], tr["fusion"], tr["integrate_scales"], tr["attention_margin"]) == (
             list(s["net"]["channels"]), s["net"]["num_scales"], s["net"]["fusion"], s["net"].get("integrate_scales", 0),
             s["attention_margin"])
-    odd = dict(s, attention_margin=4.0, net={"channels": [8, 8, 8, 8, 8], "num_scales": 2, "integrate_scales": 3})
+        assert (tr["int_steps"], tr["integrate_at_output"]) == (s["int_steps"], s["integrate_at_output"])  # 0.5.12
+    odd = dict(s, attention_margin=4.0, net={"channels": [8, 8, 8, 8, 8], "num_scales": 2, "integrate_scales": 3},
+               int_steps=5, integrate_at_output=True)
     tr = _configs("registration", "JSRT", odd)["train.json"]
     assert (tr["channels"], tr["num_scales"], tr["fusion"], tr["integrate_scales"], tr["attention_margin"]) == (
         [8, 8, 8, 8, 8], 2, "dfsa", 3, 4.0)
+    assert (tr["int_steps"], tr["integrate_at_output"]) == (5, True)
     assert asdict(load_registration("universal")[1])["intensity"] == "equalize"
     for kind, settings in (("registration", s), ("segmentation", None)):  # a misspelt option before the hashing
         init = _configs(kind, "JSRT", settings)["evaluate.json"]["initialize"]

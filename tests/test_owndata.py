@@ -334,6 +334,26 @@ def test_fine_tuning_a_model_of_another_shape_builds_that_shape(tmp_path):
         [16, 32, 32, 64, 64], 4, "dfsa")
 
 
+def test_integration_steps_are_training_options_that_follow_init(tmp_path):
+    """``int_steps`` and ``integrate_at_output`` are ``train.json`` options since 0.5.12 (before, every run kept
+    7 / off) and, like the other settings, follow ``--init``; ``int_steps`` below 1 is refused by name."""
+    from dataclasses import asdict
+
+    from bundle.networks import MultiScaleRegNet
+    from bundle.registration import RegSettings
+
+    net = MultiScaleRegNet(spatial_dims=2)
+    torch.save({"model": net.state_dict(), "settings": asdict(RegSettings(integrate=True, int_steps=5,
+                                                                          integrate_at_output=True))},
+               tmp_path / "five.pt")
+    got = _parsed([REPO / "configs" / "train.json"], init=str(tmp_path / "five.pt")).get_parsed_content("settings")
+    assert (got.integrate, got.int_steps, got.integrate_at_output) == (True, 5, True)
+    got = _parsed([REPO / "configs" / "train.json"], init=None, int_steps=4).get_parsed_content("settings")
+    assert (got.int_steps, got.integrate_at_output) == (4, False)
+    with pytest.raises(ValueError, match=r"int_steps must be a whole number >= 1 .*not 0"):
+        RegSettings(int_steps=0)
+
+
 def test_own_data_never_writes_over_shipped_weights_and_checks_batch_and_init(tmp_path):
     from bundle.priors import weights_path
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bundle.workflow import bad_flag_values, check_overrides, unknown_overrides
+from bundle.workflow import bad_flag_values, bad_number_values, check_overrides, unknown_overrides
 
 from .conftest import REPO
 
@@ -106,5 +106,31 @@ def test_a_true_false_option_with_another_value_stops_with_one_line():
     assert bad_flag_values([MAIN, "run", "--config_file", TRAIN, "--amp", "$torch.cuda.is_available()", "--resume",
                             "@debug", "--augment", "%configs/train.json#resume", "--debug", "1.0"]) == []
     assert bad_flag_values([MAIN, "run", "--config_file", TRAIN, "--debug", "2.0"]) == [("debug", "2.0")]
-    check_overrides("cxreg training", ok)
+    check_overrides("cxreg training", ok[:-2])
     assert bad_flag_values(["/usr/bin/pytest", "--amp", "maybe"]) == []
+
+
+def test_a_number_option_with_another_value_stops_with_one_line():
+    """``--max_epochs ten`` used to get as far as ignite (a TypeError traceback after the data were read)."""
+    argv = [MAIN, "run", "training", "--config_file", TRAIN, "--max_epochs", "ten", "--learning_rate", "1e-4",
+            "--batch_size", "8.5", "--lambda_df", "x", "--seed", "3", "--int_steps", "5", "--val_fraction", "0.2"]
+    assert bad_number_values(argv) == [("max_epochs", "ten", "a whole number >= 0"),
+                                       ("batch_size", "8.5", "a whole number >= 1"), ("lambda_df", "x", "a number >= 0")]
+    with pytest.raises(SystemExit) as e:
+        check_overrides("cxreg training", argv)
+    assert str(e.value) == "cxreg training: error: --max_epochs ten: must be a whole number >= 0"
+    # out of range; a setting that --init fills in with an int default is a number too; a bare option has no value
+    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--int_steps", "0", "--batch_size", "0",
+                              "--learning_rate", "0", "--seed", "-1", "--lambda_df", "-0.5", "--num_workers", "0",
+                              "--max_epochs", "0"]) == [
+        ("int_steps", "0", "a whole number >= 1"), ("batch_size", "0", "a whole number >= 1"),
+        ("learning_rate", "0", "a number > 0"), ("seed", "-1", "a whole number >= 0"), ("lambda_df", "-0.5", "a number >= 0")]
+    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--int_steps", "7.5"]) == [
+        ("int_steps", "7.5", "a whole number >= 1")]
+    with pytest.raises(SystemExit) as e:
+        check_overrides("cxreg training", [MAIN, "run", "--config_file", TRAIN, "--max_epochs"])
+    assert str(e.value) == "cxreg training: error: --max_epochs (no value): must be a whole number >= 0"
+    # expressions, references and macros resolve later; options that are not numbers are not this check's business
+    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--max_epochs", "$2*3", "--batch_size", "@seed",
+                              "--dataset", "MONT", "--amp", "maybe", "--learning_rate", "3"]) == []
+    assert bad_number_values(["/usr/bin/pytest", "--max_epochs", "ten"]) == []
