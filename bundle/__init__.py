@@ -6,4 +6,4 @@ Conventions (see docs/conventions.md): arrays are (row, col) = (H, W); a displac
 a pull-back: ``warped[p] = moving[p + u(p)]``.
 """
 
-__version__ = "0.5.11"
+__version__ = "0.5.12"
