@@ -396,56 +396,87 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
     return bad
 
 
-#: Ranges of the bundles' number options that have one (name: (lowest, whether the lowest itself is allowed));
-#: checked by :func:`bad_number_values` when such an option is a number in the command's config.
+#: Ranges of the bundles' number options that have one, ``name: (low, low allowed, high, high allowed)`` (``None``:
+#: no bound); checked by :func:`bad_number_values` when such an option is a number in the command's config.
 NUMBER_RANGES = {
-    **{k: (1, True) for k in ("batch_size", "batches_per_epoch", "val_interval", "work_size", "int_steps", "size",
-                              "latent_dim")},
-    **{k: (0, True) for k in ("seed", "num_workers", "max_epochs", "val_pairs", "refine_steps", "lambda_ncc",
-                              "lambda_ssim", "lambda_ce", "lambda_ae", "lambda_df", "lambda_ic", "contour_weight",
-                              "val_fraction", "corruption_prob", "refine_distance_weight")},
-    "learning_rate": (0, False),
+    **{k: (1, True, None, False) for k in ("batch_size", "batches_per_epoch", "val_interval", "work_size", "int_steps",
+                                           "size", "latent_dim", "max_epochs", "val_pairs", "num_scales")},
+    **{k: (0, True, None, False) for k in ("seed", "num_workers", "lambda_ncc", "lambda_ssim", "lambda_ce", "lambda_ae",
+                                           "lambda_df", "lambda_ic", "contour_weight", "integrate_scales",
+                                           "attention_margin")},
+    "learning_rate": (0, False, None, False),
+    "val_fraction": (0, False, 1, False),  # 0 holds out no validation images, so no best model is ever saved
+    "corruption_prob": (0, True, 1, True),
 }
+#: Options with a check of their own, whose messages are kept (``bundle.export._refine_values``).
+OWN_NUMBER_CHECKS = frozenset({"refine_steps", "refine_mask_weight", "refine_distance_weight"})
+#: Options that are floats whatever their default looks like (an override file may write ``"lambda_ic": 1``).
+FLOAT_OPTIONS = r"^(lambda_\w+|learning_rate|\w+_weight|\w+_fraction|\w+_prob|attention_margin)$"
+
+
+def _range_text(r) -> str:
+    lo, lo_in, hi, hi_in = r
+    low = f"{'>=' if lo_in else '>'} {lo}" if lo is not None else ""
+    high = f"{'<=' if hi_in else '<'} {hi}" if hi is not None else ""
+    return " and ".join(t for t in (low, high) if t)
+
+
+def _in_range(x, r) -> bool:
+    lo, lo_in, hi, hi_in = r
+    return ((lo is None or x > lo or (lo_in and x == lo)) and (hi is None or x < hi or (hi_in and x == hi)))
 
 
 def bad_number_values(argv: list[str] | None = None, _read=None) -> list[tuple[str, object, str]]:
-    """``[(option, value, "a whole number" | "a number")]`` for the options of a ``python -m monai.bundle run``
-    command line whose config default is an int (``--max_epochs``, ``--batch_size``, ``--int_steps``, ...) or a
-    float (``--learning_rate``, ``--lambda_df``, ...) but whose value does not read as one, e.g.
-    ``--max_epochs ten`` or ``--batch_size 8.5``, or is out of its range (:data:`NUMBER_RANGES`:
-    ``--batch_size 0``, ``--learning_rate -1``); MONAI expressions, references and macros pass. ``_read`` as in
-    :func:`unknown_overrides`."""
+    """``[(option, value, "a whole number ..." | "a number ...")]`` for the options of a ``python -m monai.bundle
+    run`` command line whose config default is an int (``--max_epochs``, ``--batch_size``, ``--int_steps``, ...) or a
+    float (``--learning_rate``, ``--lambda_df``, ...) but whose value, read as Fire reads it, is not one, e.g.
+    ``--max_epochs ten``, ``--batch_size 8.5``, ``--learning_rate nan``, or is out of its range
+    (:data:`NUMBER_RANGES`: ``--batch_size 0``, ``--learning_rate -1``, ``--val_fraction 1``). Floats must be
+    finite. MONAI expressions, references and macros pass, and so do the options of :data:`OWN_NUMBER_CHECKS`.
+    ``_read`` as in :func:`unknown_overrides`."""
+    import math
     import re
 
     read = _read_command(argv) if _read is None else _read
     if not read:
         return []
     opts, _, cfg = read
+    try:
+        from fire.parser import DefaultParseValue as parse  # what MONAI's runner will be handed
+    except ImportError:  # pragma: no cover - python -m monai.bundle needs fire
+        import ast
 
-    def kind(v) -> str | None:  # "int" / "float" for a number default (or one --init fills in), else None
+        def parse(text):
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+
+    def kind(name, v) -> str | None:  # "int" / "float" for a number default (or one --init fills in), else None
         if isinstance(v, bool):
             return None
         if isinstance(v, (int, float)):
-            return "int" if isinstance(v, int) else "float"
-        m = isinstance(v, str) and re.search(r"init_setting\(@init, '[\w.]+', (-?\d+(\.\d*)?)\)\s*$", v.strip())
-        return ("float" if m.group(2) else "int") if m else None
+            k = "int" if isinstance(v, int) else "float"
+        else:
+            m = isinstance(v, str) and re.search(r"init_setting\(@init, '[\w.]+', (-?\d+(\.\d*)?)\)\s*$", v.strip())
+            if not m:
+                return None
+            k = "float" if m.group(2) else "int"
+        return "float" if re.match(FLOAT_OPTIONS, name) else k
 
     bad = []
     for name, value in opts.items():
-        k = kind(cfg.get(name)) if name in cfg else None
+        k = kind(name, cfg.get(name)) if name in cfg and name not in OWN_NUMBER_CHECKS else None
         if k is None or (isinstance(value, str) and value.strip()[:1] in ("$", "@", "%")):
             continue
-        what = "a whole number" if k == "int" else "a number"
-        low = NUMBER_RANGES.get(name)
-        if low:
-            what += f" {'>=' if low[1] else '>'} {low[0]}"
-        try:
-            x = float(value)
-            good = k == "float" or (x == int(x) and "." not in str(value) and "e" not in str(value).lower())
-            good = good and (low is None or x > low[0] or (low[1] and x == low[0]))
-        except (TypeError, ValueError, OverflowError):
-            good = False
-        if not good or value is True:  # a bare --max_epochs (no value) is True
+        r = NUMBER_RANGES.get(name)
+        what = ("a whole number" if k == "int" else "a finite number") + (f" {_range_text(r)}" if r else "")
+        v = parse(value) if isinstance(value, str) else value
+        if k == "int":
+            good = isinstance(v, int) and not isinstance(v, bool)
+        else:
+            good = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (good and (r is None or _in_range(v, r))):
             bad.append((name, value, what))
     return bad
 
@@ -456,7 +487,7 @@ def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None)
     ``<prefix>: error: --refine: not an option of configs/inference.json (did you mean --refine_steps?)``,
     before anything is read or written (:func:`unknown_overrides`); so does a true/false option given another
     value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`) and a number
-    option given something else (``<prefix>: error: --max_epochs ten: must be a whole number``,
+    option given something else (``<prefix>: error: --max_epochs ten: must be a whole number >= 1``,
     :func:`bad_number_values`)."""
     read = _read_command(argv) or ()  # the config files, read once for both checks
     bad, files = unknown_overrides(argv, _read=read)

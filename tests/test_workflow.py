@@ -114,23 +114,34 @@ def test_a_number_option_with_another_value_stops_with_one_line():
     """``--max_epochs ten`` used to get as far as ignite (a TypeError traceback after the data were read)."""
     argv = [MAIN, "run", "training", "--config_file", TRAIN, "--max_epochs", "ten", "--learning_rate", "1e-4",
             "--batch_size", "8.5", "--lambda_df", "x", "--seed", "3", "--int_steps", "5", "--val_fraction", "0.2"]
-    assert bad_number_values(argv) == [("max_epochs", "ten", "a whole number >= 0"),
-                                       ("batch_size", "8.5", "a whole number >= 1"), ("lambda_df", "x", "a number >= 0")]
+    assert bad_number_values(argv) == [("max_epochs", "ten", "a whole number >= 1"),
+                                       ("batch_size", "8.5", "a whole number >= 1"),
+                                       ("lambda_df", "x", "a finite number >= 0")]
     with pytest.raises(SystemExit) as e:
         check_overrides("cxreg training", argv)
-    assert str(e.value) == "cxreg training: error: --max_epochs ten: must be a whole number >= 0"
-    # out of range; a setting that --init fills in with an int default is a number too; a bare option has no value
-    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--int_steps", "0", "--batch_size", "0",
-                              "--learning_rate", "0", "--seed", "-1", "--lambda_df", "-0.5", "--num_workers", "0",
-                              "--max_epochs", "0"]) == [
+    assert str(e.value) == "cxreg training: error: --max_epochs ten: must be a whole number >= 1"
+    # out of range (ignite refuses 0 epochs; val_fraction 0 saves no model), not finite, or not a number as Fire
+    # reads it ("5." is a float, "07" a string); a setting that --init fills in with a number default is checked too
+    out = [MAIN, "run", "--config_file", TRAIN, "--int_steps", "0", "--batch_size", "0", "--learning_rate", "0",
+           "--seed", "-1", "--lambda_df", "-0.5", "--max_epochs", "0", "--val_fraction", "1", "--val_pairs", "0",
+           "--lambda_ncc", "nan", "--lambda_ssim", "inf", "--num_scales", "5.", "--val_interval", "07",
+           "--attention_margin", "-2", "--num_workers", "0", "--lambda_ce", "0", "--lambda_ic", "2"]
+    assert bad_number_values(out) == [
         ("int_steps", "0", "a whole number >= 1"), ("batch_size", "0", "a whole number >= 1"),
-        ("learning_rate", "0", "a number > 0"), ("seed", "-1", "a whole number >= 0"), ("lambda_df", "-0.5", "a number >= 0")]
-    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--int_steps", "7.5"]) == [
-        ("int_steps", "7.5", "a whole number >= 1")]
+        ("learning_rate", "0", "a finite number > 0"), ("seed", "-1", "a whole number >= 0"),
+        ("lambda_df", "-0.5", "a finite number >= 0"), ("max_epochs", "0", "a whole number >= 1"),
+        ("val_fraction", "1", "a finite number > 0 and < 1"), ("val_pairs", "0", "a whole number >= 1"),
+        ("lambda_ncc", "nan", "a finite number >= 0"), ("lambda_ssim", "inf", "a finite number >= 0"),
+        ("num_scales", "5.", "a whole number >= 1"), ("val_interval", "07", "a whole number >= 1"),
+        ("attention_margin", "-2", "a finite number >= 0")]
     with pytest.raises(SystemExit) as e:
         check_overrides("cxreg training", [MAIN, "run", "--config_file", TRAIN, "--max_epochs"])
-    assert str(e.value) == "cxreg training: error: --max_epochs (no value): must be a whole number >= 0"
-    # expressions, references and macros resolve later; options that are not numbers are not this check's business
+    assert str(e.value) == "cxreg training: error: --max_epochs (no value): must be a whole number >= 1"
+    # expressions, references and macros resolve later; options that are not numbers are not this check's
+    # business, nor are the refinement options, which keep their own messages (tests/test_export.py)
     assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--max_epochs", "$2*3", "--batch_size", "@seed",
-                              "--dataset", "MONT", "--amp", "maybe", "--learning_rate", "3"]) == []
+                              "--dataset", "MONT", "--amp", "maybe", "--learning_rate", "3", "--lambda_ic", "0.5",
+                              "--val_pairs", "1_0"]) == []
+    assert bad_number_values([MAIN, "run", "--config_file", INFER, "--refine_steps", "two",
+                              "--refine_distance_weight", "-1"]) == []
     assert bad_number_values(["/usr/bin/pytest", "--max_epochs", "ten"]) == []
