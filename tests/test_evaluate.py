@@ -146,6 +146,15 @@ def test_cli_evaluate_and_errors(toy_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "NOPE" in err and "splits.json" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "f").exists()
+    # with --method ours the model defaults to the dataset's name: the missing dataset (or split) is named, not a
+    # missing weights file "NOPE" (before 0.5.12: "cxreg evaluate: error: NOPE: weights file not found")
+    splits = toy_data / "splits.json"
+    for extra, want in ((["--dataset", "NOPE"], f"cxreg evaluate: error: {splits}: no dataset 'NOPE' (has ['TOY'])"),
+                        (["--dataset", "TOY", "--split", "val"], f"cxreg evaluate: error: {splits}: TOY has no split 'val'")):
+        assert main(["evaluate", "--method", "ours", "--data-dir", str(toy_data), "--out", str(tmp_path / "g")]
+                    + extra) == 1
+        assert capsys.readouterr().err.strip() == want
+        assert not (tmp_path / "g").exists()
 
 
 @needs_shared
