@@ -40,11 +40,9 @@ def _cmd_evaluate(a) -> int:
         check_writable(a.out)
     if a.fix_folds is not None and a.method != "ours":
         raise ValueError(f"--fix-folds applies to --method ours, not {a.method}")
-    from .data import UNIVERSAL, split_ids
-    from .owndata import is_own_data
+    from .data import check_split
 
-    if not is_own_data(a.data_dir) and str(a.dataset).lower() != UNIVERSAL:
-        split_ids(a.dataset, a.split, a.data_dir)  # a missing dataset or split, named before any model is loaded
+    check_split(a.dataset, a.split, a.data_dir)  # named before any model is loaded (its name defaults to the dataset's)
     if a.method == "ours":
         from .registration import OursMethod
 

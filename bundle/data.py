@@ -31,6 +31,7 @@ from .spatial import resize_image, resize_mask
 
 __all__ = [
     "DATASETS",
+    "check_split",
     "REPO_ROOT",
     "default_data_dir",
     "resolve_data_dir",
@@ -93,6 +94,22 @@ def split_ids(dataset: str, split: str = "test", data_dir=None) -> list[str]:
     return sorted(splits[dataset][split])
 
 
+def check_split(dataset: str, split: str = "test", data_dir=None) -> None:
+    """:class:`InputError` naming the problem when ``split`` of ``dataset`` cannot be read from ``data_dir``
+    (default :func:`default_data_dir`): a dataset or split that ``splits.json`` does not have (``universal``:
+    each of :data:`DATASETS`), or another split than ``train`` of a user's own folder or CSV."""
+    from .owndata import is_own_data
+
+    data_dir = data_dir or default_data_dir()
+    if is_own_data(data_dir):
+        if split != "train":
+            raise InputError(f"{data_dir}: a folder of your own data has no {split!r} split (all images train; "
+                             f"validation is a seeded part of them)")
+        return
+    for ds in DATASETS if str(dataset).lower() == UNIVERSAL else [dataset]:
+        split_ids(ds, split, data_dir)
+
+
 @dataclass
 class CachedSplit:
     """All images and masks of one split, in memory.
@@ -135,9 +152,7 @@ def _load_any(data_dir, dataset: str, split: str, needs_masks: bool) -> CachedSp
     from .owndata import is_own_data, load_own_data, own_name
 
     if is_own_data(data_dir):
-        if split != "train":
-            raise InputError(f"{data_dir}: a folder of your own data has no {split!r} split (all images train; "
-                             f"validation is a seeded part of them)")
+        check_split(dataset, split, data_dir)
         ids, images, masks = load_own_data(data_dir, needs_masks)
         return CachedSplit(own_name(data_dir), split, ids, images, masks)
     d = str(resolve_data_dir(data_dir))

@@ -316,7 +316,7 @@ def unknown_overrides(argv: list[str] | None = None, _read=None) -> tuple[list[t
     read = _read_command(argv) if _read is None else _read
     if not read:
         return [], []
-    opts, files, cfg = read
+    opts, files, cfg = read[:3]
     known = set(MONAI_RUN_ARGS) | set(cfg)
     if opts.get("tracking"):
         from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
@@ -333,7 +333,8 @@ def unknown_overrides(argv: list[str] | None = None, _read=None) -> tuple[list[t
 
 
 def _read_command(argv: list[str] | None):
-    """``(options, config files, merged config)`` of a ``python -m monai.bundle run ...`` command line, or None
+    """``(options, config files, merged config, names given on the command line itself)`` of a ``python -m
+    monai.bundle run ...`` command line (options of an ``--args_file`` are in the first, not the last), or None
     when ``argv`` (default ``sys.argv``) is not one or its config or args files cannot be read."""
     import sys
 
@@ -343,6 +344,7 @@ def _read_command(argv: list[str] | None):
     if not argv or not str(argv[0]).replace("\\", "/").endswith("monai/bundle/__main__.py"):
         return None
     opts = _argv_options(list(argv[1:]))
+    from_argv = frozenset(opts)
     try:
         if opts.get("args_file"):
             extra = ConfigParser.load_config_file(str(opts["args_file"]))
@@ -355,7 +357,7 @@ def _read_command(argv: list[str] | None):
         return None
     if not isinstance(cfg, dict):
         return None
-    return opts, files, cfg
+    return opts, files, cfg, from_argv
 
 
 def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str, object]]:
@@ -370,7 +372,7 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
     read = _read_command(argv) if _read is None else _read
     if not read:
         return []
-    opts, _, cfg = read
+    opts, _, cfg = read[:3]
     bad = []
 
     def boolean(v) -> bool:  # a bool, or a setting that --init fills in with a bool default
@@ -400,13 +402,14 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
 #: no bound); checked by :func:`bad_number_values` when such an option is a number in the command's config.
 NUMBER_RANGES = {
     **{k: (1, True, None, False) for k in ("batch_size", "batches_per_epoch", "val_interval", "work_size", "int_steps",
-                                           "size", "latent_dim", "max_epochs", "val_pairs", "num_scales")},
+                                           "size", "latent_dim", "max_epochs", "val_pairs")},
     **{k: (0, True, None, False) for k in ("seed", "num_workers", "lambda_ncc", "lambda_ssim", "lambda_ce", "lambda_ae",
                                            "lambda_df", "lambda_ic", "contour_weight", "integrate_scales",
                                            "attention_margin")},
     "learning_rate": (0, False, None, False),
     "val_fraction": (0, False, 1, False),  # 0 holds out no validation images, so no best model is ever saved
     "corruption_prob": (0, True, 1, True),
+    "num_scales": (1, True, 4, True),  # MultiScaleRegNet fuses 1 to 4 scales
 }
 #: Options with a check of their own, whose messages are kept (``bundle.export._refine_values``).
 OWN_NUMBER_CHECKS = frozenset({"refine_steps", "refine_mask_weight", "refine_distance_weight"})
@@ -440,7 +443,7 @@ def bad_number_values(argv: list[str] | None = None, _read=None) -> list[tuple[s
     read = _read_command(argv) if _read is None else _read
     if not read:
         return []
-    opts, _, cfg = read
+    opts, _, cfg, from_argv = read
     try:
         from fire.parser import DefaultParseValue as parse  # what MONAI's runner will be handed
     except ImportError:  # pragma: no cover - python -m monai.bundle needs fire
@@ -471,7 +474,10 @@ def bad_number_values(argv: list[str] | None = None, _read=None) -> list[tuple[s
             continue
         r = NUMBER_RANGES.get(name)
         what = ("a whole number" if k == "int" else "a finite number") + (f" {_range_text(r)}" if r else "")
-        v = parse(value) if isinstance(value, str) else value
+        # Fire reads the command line's words; an --args_file's values reach MONAI as the file holds them
+        v = parse(value) if isinstance(value, str) and name in from_argv else value
+        if isinstance(v, str) and name not in from_argv:
+            what += " (the --args_file gives it as text; write it as a number, e.g. 1.0e-4 in YAML)"
         if k == "int":
             good = isinstance(v, int) and not isinstance(v, bool)
         else:

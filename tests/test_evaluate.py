@@ -157,6 +157,31 @@ def test_cli_evaluate_and_errors(toy_data, tmp_path, capsys):
         assert not (tmp_path / "g").exists()
 
 
+
+def test_evaluate_checks_the_split_of_own_data_and_of_universal_first(toy_data, tmp_path, capsys, monkeypatch):
+    """A user's own folder (given by --data-dir or by $CXREG_DATA_DIR) has only a train split; universal needs
+    the split in each dataset; both are named before any model is loaded (a missing model would be reported
+    otherwise: --model none_such)."""
+    own = tmp_path / "own"
+    (own / "images").mkdir(parents=True)
+    (own / "masks").mkdir()
+    for k in range(3):
+        m = lung_mask(64, (k - 1, 0))
+        Image.fromarray((200 - 150 * m).astype(np.uint8)).save(own / "images" / f"c{k}.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(own / "masks" / f"c{k}.png")
+    monkeypatch.setenv("CXREG_DATA_DIR", str(own))
+    assert main(["evaluate", "--split", "train", "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["n_pairs"] == 6
+    for args, want in ((["--data-dir", str(own)], f"{own}: a folder of your own data has no 'test' split"),
+                       ([], f"{own}: a folder of your own data has no 'test' split"),
+                       (["--data-dir", str(toy_data), "--dataset", "universal"],
+                        f"{toy_data / 'splits.json'}: no dataset 'JSRT' (has ['TOY'])")):
+        assert main(["evaluate", "--method", "ours", "--model", "none_such", "--out", str(tmp_path / "f")] + args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"cxreg evaluate: error: {want}") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "f").exists()
+
+
 @needs_shared
 def test_identity_on_real_jsrt_sample(tmp_path):
     s = evaluate("identity", "JSRT", tmp_path / "j", max_pairs=50, progress=False)

@@ -132,7 +132,7 @@ def test_a_number_option_with_another_value_stops_with_one_line():
         ("lambda_df", "-0.5", "a finite number >= 0"), ("max_epochs", "0", "a whole number >= 1"),
         ("val_fraction", "1", "a finite number > 0 and < 1"), ("val_pairs", "0", "a whole number >= 1"),
         ("lambda_ncc", "nan", "a finite number >= 0"), ("lambda_ssim", "inf", "a finite number >= 0"),
-        ("num_scales", "5.", "a whole number >= 1"), ("val_interval", "07", "a whole number >= 1"),
+        ("num_scales", "5.", "a whole number >= 1 and <= 4"), ("val_interval", "07", "a whole number >= 1"),
         ("attention_margin", "-2", "a finite number >= 0")]
     with pytest.raises(SystemExit) as e:
         check_overrides("cxreg training", [MAIN, "run", "--config_file", TRAIN, "--max_epochs"])
@@ -144,4 +144,20 @@ def test_a_number_option_with_another_value_stops_with_one_line():
                               "--val_pairs", "1_0"]) == []
     assert bad_number_values([MAIN, "run", "--config_file", INFER, "--refine_steps", "two",
                               "--refine_distance_weight", "-1"]) == []
+    assert bad_number_values([MAIN, "run", "--config_file", TRAIN, "--num_scales", "5"]) == [
+        ("num_scales", "5", "a whole number >= 1 and <= 4")]  # MultiScaleRegNet fuses 1 to 4 scales
+
+
+def test_numbers_of_an_args_file_are_taken_as_the_file_holds_them(tmp_path):
+    """Fire reads the command line's words (``1e-4`` is a float there), but an ``--args_file``'s values reach MONAI
+    as loaded: YAML 1.1 reads ``1e-4`` as text, which the optimiser would be handed."""
+    args = tmp_path / "args.yaml"
+    args.write_text("learning_rate: 1e-4\nmax_epochs: 5\nlambda_df: 2.0\n")
+    argv = [MAIN, "run", "training", "--config_file", TRAIN, "--args_file", str(args)]
+    assert bad_number_values(argv) == [
+        ("learning_rate", "1e-4", "a finite number > 0 (the --args_file gives it as text; write it as a number, "
+                                  "e.g. 1.0e-4 in YAML)")]
+    args.write_text("learning_rate: 1.0e-4\nmax_epochs: 5\n")
+    assert bad_number_values(argv) == []
+    assert bad_number_values(argv + ["--learning_rate", "1e-4"]) == []  # the command line wins, read by Fire
     assert bad_number_values(["/usr/bin/pytest", "--max_epochs", "ten"]) == []
