@@ -360,13 +360,31 @@ def _read_command(argv: list[str] | None):
     return opts, files, cfg, from_argv
 
 
+def _config_default(v):
+    """A config entry's default as the value checks see it: the entry itself, or for a setting that ``--init``
+    fills in (``$bundle.registration.init_setting(@init, 'affine', False)``) its literal default; None otherwise."""
+    import ast
+    import re
+
+    if not isinstance(v, str):
+        return v
+    m = re.search(r"init_setting\(@init, '[\w.]+', (.+)\)\s*$", v.strip())
+    try:
+        return ast.literal_eval(m.group(1)) if m else None
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _is_expression(value) -> bool:
+    """A MONAI expression, reference or macro (``$...``, ``@...``, ``%...``): resolved by MONAI later."""
+    return isinstance(value, str) and value.strip()[:1] in ("$", "@", "%")
+
+
 def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str, object]]:
     """``[(option, value)]`` for the options of a ``python -m monai.bundle run`` command line whose config
     default is a bool (``--amp``, ``--resume``, ``--debug``, ``--affine``, ...) but whose value is not true/false, on/off,
     yes/no or 1/0 (:func:`flag`), e.g. ``--amp maybe``; empty when ``argv`` is not such a command line.
     ``_read`` as in :func:`unknown_overrides`."""
-    import re
-
     from .registration import as_bool
 
     read = _read_command(argv) if _read is None else _read
@@ -375,13 +393,9 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
     opts, _, cfg = read[:3]
     bad = []
 
-    def boolean(v) -> bool:  # a bool, or a setting that --init fills in with a bool default
-        return isinstance(v, bool) or bool(isinstance(v, str) and re.search(
-            r"init_setting\(@init, '[\w.]+', (True|False)\)\s*$", v.strip()))
-
     def ok(value) -> bool:
-        if isinstance(value, str) and value.strip()[:1] in ("$", "@", "%"):
-            return True  # a MONAI expression, reference or macro: resolved by MONAI, checked by flag() at run time
+        if _is_expression(value):
+            return True  # resolved by MONAI, checked by flag() at run time
         try:
             as_bool(value)
             return True
@@ -393,7 +407,7 @@ def bad_flag_values(argv: list[str] | None = None, _read=None) -> list[tuple[str
             return False
 
     for name, value in opts.items():
-        if name in cfg and boolean(cfg[name]) and not ok(value):
+        if name in cfg and isinstance(_config_default(cfg[name]), bool) and not ok(value):
             bad.append((name, value))
     return bad
 
@@ -444,33 +458,18 @@ def bad_number_values(argv: list[str] | None = None, _read=None) -> list[tuple[s
     if not read:
         return []
     opts, _, cfg, from_argv = read
-    try:
-        from fire.parser import DefaultParseValue as parse  # what MONAI's runner will be handed
-    except ImportError:  # pragma: no cover - python -m monai.bundle needs fire
-        import ast
-
-        def parse(text):
-            try:
-                return ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return text
+    from fire.parser import DefaultParseValue as parse  # what MONAI's runner (Fire) hands over; it needs fire
 
     def kind(name, v) -> str | None:  # "int" / "float" for a number default (or one --init fills in), else None
-        if isinstance(v, bool):
+        v = _config_default(v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             return None
-        if isinstance(v, (int, float)):
-            k = "int" if isinstance(v, int) else "float"
-        else:
-            m = isinstance(v, str) and re.search(r"init_setting\(@init, '[\w.]+', (-?\d+(\.\d*)?)\)\s*$", v.strip())
-            if not m:
-                return None
-            k = "float" if m.group(2) else "int"
-        return "float" if re.match(FLOAT_OPTIONS, name) else k
+        return "float" if isinstance(v, float) or re.match(FLOAT_OPTIONS, name) else "int"
 
     bad = []
     for name, value in opts.items():
         k = kind(name, cfg.get(name)) if name in cfg and name not in OWN_NUMBER_CHECKS else None
-        if k is None or (isinstance(value, str) and value.strip()[:1] in ("$", "@", "%")):
+        if k is None or _is_expression(value):
             continue
         r = NUMBER_RANGES.get(name)
         what = ("a whole number" if k == "int" else "a finite number") + (f" {_range_text(r)}" if r else "")
@@ -495,7 +494,7 @@ def check_overrides(prefix: str = "cxreg bundle", argv: list[str] | None = None)
     value (``<prefix>: error: --amp maybe: must be true or false ...``, :func:`bad_flag_values`) and a number
     option given something else (``<prefix>: error: --max_epochs ten: must be a whole number >= 1``,
     :func:`bad_number_values`)."""
-    read = _read_command(argv) or ()  # the config files, read once for both checks
+    read = _read_command(argv) or ()  # the config files, read once for the three checks
     bad, files = unknown_overrides(argv, _read=read)
     if not bad:
         flag_value = bad_flag_values(argv, _read=read)
