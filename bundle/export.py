@@ -673,22 +673,26 @@ def _configs(kind: str, dataset: str, settings: dict | None, inference: dict | N
         }
         tr = _rewrite(_repo_cfg(kind, "train.json"))
         tr["imports"] = _imports(tr)
-        s, n = settings, settings["net"]
+        import inspect
+        from dataclasses import asdict
+
+        from .networks import MultiScaleRegNet
+        from .registration import RegSettings
+
+        s = asdict(RegSettings.from_dict(settings))  # the model's settings, RegSettings' defaults where it has none
+        n = {k: p.default for k, p in inspect.signature(MultiScaleRegNet).parameters.items()
+             if p.default is not p.empty}  # MultiScaleRegNet's defaults where the model's settings name none
+        n.update(settings.get("net") or {})
         tr.update({"bundle_root": BUNDLE_ROOT_EXPR, "dataset": dataset,
                    "data_dir": "$os.environ.get('CXREG_DATA_DIR', os.path.join(@bundle_root, 'data'))",
                    "model_path": "$os.path.join(@output_dir, 'registration.pt')",
                    "seg_model": "$os.path.join(@bundle_root, 'models', 'segmentation.pt')",
                    "ae_model": "$os.path.join(@bundle_root, 'models', 'autoencoder.pt')",
                    "work_size": s["work_size"], "attention": s["attention"], "affine": s["affine"],
-                   "integrate": s["integrate"], "fix_folds": s.get("fix_folds", False),
-                   "int_steps": int(s.get("int_steps", 7)),
-                   "integrate_at_output": bool(s.get("integrate_at_output", False)),
-                   "intensity": s.get("intensity", "unit"),
-                   # MultiScaleRegNet's defaults where a model's settings do not name them
-                   "channels": list(n.get("channels", (16, 32, 32, 64, 64))),
-                   "num_scales": n.get("num_scales", 4), "fusion": n.get("fusion", "dfsa"),
-                   "integrate_scales": n.get("integrate_scales", 0),
-                   "attention_margin": float(s.get("attention_margin", 0.0)),
+                   "integrate": s["integrate"], "fix_folds": s["fix_folds"], "int_steps": s["int_steps"],
+                   "integrate_at_output": s["integrate_at_output"], "intensity": s["intensity"],
+                   "channels": list(n["channels"]), "num_scales": n["num_scales"], "fusion": n["fusion"],
+                   "integrate_scales": n["integrate_scales"], "attention_margin": float(s["attention_margin"]),
                    "shipped_settings": settings})
         out["train.json"] = tr
         ev = _rewrite(_repo_cfg(kind, "evaluate.json"))
